@@ -94,17 +94,22 @@ func newRaft(cfg *Config) (*raft, error) {
 	}
 	r.confIndex = l.lastIndex()
 	if !hs.IsEmpty() {
-		if hs.Commit < l.committed || hs.Commit > l.lastIndex() {
-			return nil, fmt.Errorf("raft: stored commit index %d is outside the stored log [%d, %d]",
-				hs.Commit, l.committed, l.lastIndex())
+		if hs.Commit > l.lastIndex() {
+			return nil, fmt.Errorf("raft: stored commit index %d is beyond the stored log's last index %d",
+				hs.Commit, l.lastIndex())
 		}
 		r.term, r.vote = hs.Term, hs.Vote
 		l.commitTo(hs.Commit)
 	}
 	if cfg.Applied > 0 {
-		if cfg.Applied > l.committed {
-			return nil, fmt.Errorf("raft: applied index %d is beyond commit index %d", cfg.Applied, l.committed)
+		// The commit index is persisted lazily (without a sync), so the
+		// state machine may have applied more than the stored HardState
+		// says is committed. What was applied was committed.
+		if cfg.Applied > l.lastIndex() {
+			return nil, fmt.Errorf("raft: applied index %d is beyond the stored log's last index %d",
+				cfg.Applied, l.lastIndex())
 		}
+		l.commitTo(cfg.Applied)
 		l.appliedTo(cfg.Applied)
 	}
 	r.becomeFollower(r.term, None)
@@ -503,6 +508,12 @@ func (r *raft) handleAppendResponse(m Message, pr *progress) {
 		}
 		return
 	}
+	if m.Index > r.log.lastIndex() {
+		// A follower cannot hold entries we never had: a lie or a bug.
+		r.logger.Warn("raft: ignoring acknowledgement beyond the log", "from", uint64(m.From),
+			"index", uint64(m.Index), "last", uint64(r.log.lastIndex()))
+		return
+	}
 	if !pr.maybeUpdate(m.Index) && !(pr.state == StateProbe && pr.match == m.Index) {
 		return // a stale or duplicate acknowledgement
 	}
@@ -510,11 +521,14 @@ func (r *raft) handleAppendResponse(m Message, pr *progress) {
 	case pr.state == StateProbe:
 		// The match point is found: start pipelining.
 		pr.becomeReplicate()
-	case pr.state == StateSnapshot && pr.match+1 >= r.log.firstIndex():
-		// The follower caught up through the snapshot and the log holds
-		// what comes next.
+	case pr.state == StateSnapshot && pr.match >= pr.pendingSnapshot:
+		// The follower caught up through the snapshot. If the log still
+		// holds what comes next, stream it; otherwise probe, which sends a
+		// newer snapshot.
 		pr.becomeProbe()
-		pr.becomeReplicate()
+		if pr.match+1 >= r.log.firstIndex() {
+			pr.becomeReplicate()
+		}
 	case pr.state == StateReplicate:
 		pr.inflights.freeLE(m.Index)
 	}
