@@ -90,10 +90,13 @@ func (c *Config) Validate() error {
 	if c.ElectionTick == 0 {
 		c.ElectionTick = DefaultElectionTick
 	}
+	if c.ElectionTick < 0 {
+		errs = append(errs, fmt.Errorf("%w: ElectionTick %d is negative", ErrInvalidConfig, c.ElectionTick))
+	}
 	if c.HeartbeatTick < 0 {
 		errs = append(errs, fmt.Errorf("%w: HeartbeatTick %d is negative", ErrInvalidConfig, c.HeartbeatTick))
 	}
-	if c.ElectionTick <= c.HeartbeatTick {
+	if c.ElectionTick >= 0 && c.HeartbeatTick >= 0 && c.ElectionTick <= c.HeartbeatTick {
 		errs = append(errs, fmt.Errorf("%w: ElectionTick %d must exceed HeartbeatTick %d", ErrInvalidConfig, c.ElectionTick, c.HeartbeatTick))
 	}
 	if c.MaxSizePerMsg == 0 {

@@ -10,8 +10,6 @@ type Node struct {
 	// the next one reports only changes.
 	prevSoft SoftState
 	prevHard HardState
-	// readRoundOpen is set once a read round has started since the last
-	// Advance, so that all ReadIndex calls of one batch share one round.
 }
 
 // NewNode returns a Node restored from cfg.Storage. A brand-new group's

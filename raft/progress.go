@@ -49,7 +49,11 @@ type progress struct {
 	// probeSent is set in StateProbe once a MsgApp is in flight; it is
 	// cleared by the answer or by the next heartbeat response.
 	probeSent bool
-	inflights inflights
+	// sentCommit is the highest commit index sent to the follower; when
+	// it lags the leader's, the follower is sent the news as soon as it
+	// can take a message, not a heartbeat later.
+	sentCommit Index
+	inflights  inflights
 }
 
 func newProgress(next Index, maxInflight int) *progress {

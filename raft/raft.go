@@ -480,7 +480,9 @@ func stepLeader(r *raft, m Message) error {
 			// through, whose answer (or rejection) restarts the flow.
 			pr.inflights.freeFirst()
 		}
-		if pr.match < r.log.lastIndex() {
+		if pr.match < r.log.lastIndex() || pr.state == StateProbe {
+			// Behind, or caught up but not yet pipelining (after
+			// ReportUnreachable): a probe moves it along.
 			r.sendAppend(m.From)
 		}
 		r.readAcked(m.From, m.Context)
@@ -538,6 +540,10 @@ func (r *raft) handleAppendResponse(m Message, pr *progress) {
 	// Keep the pipe full: send what the follower still lacks.
 	for r.sendAppendIfAny(m.From) {
 	}
+	if pr.sentCommit < r.log.committed {
+		// The commit broadcast skipped this follower while it was paused.
+		r.sendAppend(m.From)
+	}
 	if m.From == r.leadTransferee && pr.match == r.log.lastIndex() {
 		r.sendTimeoutNow(m.From)
 	}
@@ -575,8 +581,9 @@ func (r *raft) bcastHeartbeat() {
 		pr := r.prs[id]
 		// Commit only up to what the follower is known to hold, so it can
 		// never commit an entry it has but the leader does not.
-		r.send(Message{Type: MsgHeartbeat, To: id, Commit: min(pr.match, r.log.committed),
-			Context: r.reads.round})
+		commit := min(pr.match, r.log.committed)
+		pr.sentCommit = max(pr.sentCommit, commit)
+		r.send(Message{Type: MsgHeartbeat, To: id, Commit: commit, Context: r.reads.round})
 	}
 }
 
@@ -612,6 +619,7 @@ func (r *raft) maybeSendAppend(to NodeID, sendIfEmpty bool) bool {
 	}
 	r.send(Message{Type: MsgApp, To: to, Index: prevIndex, LogTerm: prevTerm,
 		Entries: ents, Commit: r.log.committed})
+	pr.sentCommit = r.log.committed
 	var last Index
 	if len(ents) > 0 {
 		last = ents[len(ents)-1].Index

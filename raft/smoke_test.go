@@ -18,7 +18,7 @@ func newSmoke(t *testing.T, ids ...NodeID) map[NodeID]*smokeNode {
 		if err := Bootstrap(s, ids...); err != nil {
 			t.Fatal(err)
 		}
-		n, err := NewNode(Config{ID: id, Storage: s, Seed: uint64(id)})
+		n, err := NewNode(Config{ID: id, Storage: s, Seed: uint64(id), Logger: discardLogger})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -277,16 +277,6 @@ func (t MessageType) String() string {
 	return fmt.Sprintf("MessageType(%d)", uint8(t))
 }
 
-// isResponse reports whether t answers a request. Responses from a term
-// older than the receiver's are dropped without reply.
-func (t MessageType) isResponse() bool {
-	switch t {
-	case MsgAppResp, MsgVoteResp, MsgPreVoteResp, MsgHeartbeatResp, MsgReadIndexResp:
-		return true
-	}
-	return false
-}
-
 // Message is everything nodes of a group say to each other. Which fields
 // mean something depends on Type; see the MessageType constants.
 type Message struct {

@@ -1,0 +1,104 @@
+// Package replica drives one member of a Raft group: it owns a raft.Node
+// and connects it to a log store, a snapshot store, a transport, a clock
+// and the application's state machine, and it gives callers futures for
+// proposals, linearizable reads and leadership transfer.
+//
+// # Usage
+//
+//	r, err := replica.New(replica.Config{
+//		ID:           1,
+//		Log:          replica.NewMemoryLogStore(storage), // bootstrapped
+//		Snapshots:    replica.NewMemorySnapshotStore(),
+//		StateMachine: kv,
+//		Transport:    network.Endpoint(1),
+//		Ticks:        ticker, // shared by every replica of the process
+//	})
+//	network.Endpoint(1).Attach(r) // inbound messages go to r.Step
+//	defer r.Stop()
+//
+//	result, err := r.Propose(ctx, cmd) // on the leader
+//	var nl *replica.NotLeaderError
+//	if errors.As(err, &nl) { /* retry at nl.Leader */ }
+//
+//	if _, err := r.ReadIndex(ctx); err == nil {
+//		v := kv.Get(key) // linearizable, on any replica
+//	}
+//
+// # One goroutine
+//
+// Each Replica has one long-lived goroutine, the run goroutine. It alone
+// touches the raft.Node, writes the log store, calls the state machine and
+// keeps the registries of pending calls; it needs no lock for any of it.
+// Everything else reaches it through channels:
+//
+//	ticks ─────────┐
+//	Step ──────────┤                    ┌─► Transport.Send / SendSnapshot
+//	Propose ───────┤   run goroutine    ├─► LogStore.Save
+//	ReadIndex ─────┼──►  raft.Node   ───┼─► StateMachine.Apply / Restore
+//	Transfer, ─────┤   registries       └─► futures resolved
+//	Status         │
+//	reports ───────┘ (unreachable peers, snapshot outcomes)
+//
+// The run goroutine takes one input at a time, then drains whatever more
+// of the same kind is queued (all queued proposals become one
+// node.Propose call; all queued reads share one ReadIndex request), and
+// processes a Ready whenever the node has one. A replica starts no other
+// goroutine: not one per follower, not one per call. The loop is only a
+// scheduler over handler methods, so a process hosting many groups can
+// later drive many replicas from a few goroutines the same way.
+//
+// The other goroutines that touch a replica are the callers (who block on
+// futures and ctx.Done, never on locks held by the run goroutine), the
+// transport's (which call Step and StepSnapshot, and report unreachable
+// peers through a mailbox that never blocks), and the tick source's.
+//
+// # The order of a Ready, and why a crash at any point is safe
+//
+//  1. Send Messages. They vouch only for state made durable by earlier
+//     Readies: a leader's heartbeats and appends (its own new entries count
+//     toward commitment only once persisted, after Advance), pre-votes,
+//     read traffic. A crash before step 2 loses nothing anyone relied on;
+//     sending first lets the leader's disk write overlap replication.
+//  2. Persist the snapshot metadata, entries and hard state in one atomic
+//     LogStore.Save, synced when MustSync says so. A crash inside it leaves
+//     the previous durable state, on which everything sent so far depends.
+//  3. Send MessagesAfterPersist: granted votes, acknowledged appends, a
+//     candidate's vote requests. They vouch for what step 2 wrote, so a
+//     restarted node can never take back a vote (two leaders in one term)
+//     or forget an entry it acknowledged (a committed entry lost).
+//  4. Restore the state machine from the snapshot (if any), apply the
+//     committed entries in order, resolve the proposals they answer, and
+//     serve the reads whose index is now applied. Everything applied is
+//     durable, so a restart finds a log that explains the state machine:
+//     New restores the latest snapshot and the committed entries after it
+//     are applied again, to the same effect. A caller is told its command
+//     committed only after this step, when it is applied.
+//  5. Advance. The node may be called again only now.
+//
+// After Advance the replica may snapshot its state machine (every
+// Config.SnapshotEvery applied entries) and compact its log. The data is
+// durable in the SnapshotStore before the LogStore records the snapshot and
+// discards entries, so a crash in between leaves a stray snapshot, never a
+// log that starts after every snapshot.
+//
+// An incoming snapshot's data is staged in the SnapshotStore by
+// StepSnapshot, on the transport's goroutine, before its MsgSnap is
+// stepped; the core then accepts or refuses it, and on acceptance steps 2
+// and 4 persist its metadata and restore from the staged data.
+//
+// # Futures
+//
+// A proposal is identified by the (index, term) at which the core appended
+// its entry. When the entry at that index is applied, the proposal gets
+// the state machine's result if the terms match, and ErrNotCommitted if
+// they do not (another leader's entry won the index; only one entry is
+// ever committed at an index, so the command will never apply). A proposal
+// is not failed merely because this replica's log was overwritten at its
+// index or its leadership lost: the entry may still commit through another
+// replica that holds it, so only the apply is conclusive. Stop fails every
+// pending future with ErrStopped (outcome unknown); a context that ends
+// returns ctx.Err() (outcome unknown), as a timed-out request always does.
+//
+// Reads wait in a registry keyed by index (a min-heap released as entries
+// apply); nothing polls.
+package replica
