@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 )
 
 // Config configures one Node. Zero values take the defaults documented on
@@ -53,9 +54,13 @@ type Config struct {
 	// Ready. Default 16 MiB.
 	MaxCommittedSizePerReady uint64
 
-	// Seed seeds the node's source of randomness (election timeouts). Two
-	// nodes given the same seed and the same inputs behave identically.
-	// Zero derives a seed from ID.
+	// Seed seeds the node's source of randomness (election timeouts, and
+	// the numbering of forwarded read batches). Two nodes given the same
+	// seed and the same inputs behave identically, which is what tests and
+	// the simulator want. A driver must give each start of a node a
+	// different seed: answers to reads forwarded before a restart are told
+	// apart from answers to new ones by numbers drawn from it. Zero means a
+	// random seed.
 	Seed uint64
 
 	// Logger receives the core's log lines. Default: slog.Default().
@@ -114,8 +119,8 @@ func (c *Config) Validate() error {
 	if c.MaxCommittedSizePerReady == 0 {
 		c.MaxCommittedSizePerReady = DefaultMaxCommittedSizePerReady
 	}
-	if c.Seed == 0 {
-		c.Seed = uint64(c.ID)*0x9e3779b97f4a7c15 + 1
+	for c.Seed == 0 {
+		c.Seed = rand.Uint64()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -281,7 +281,7 @@ func (env *interactionEnv) bootstrap(count int, tmpl Config, b *strings.Builder)
 			return err
 		}
 		cfg := tmpl
-		cfg.ID, cfg.Storage = id, s
+		cfg.ID, cfg.Storage, cfg.Seed = id, s, uint64(id)
 		node, err := NewNode(cfg)
 		if err != nil {
 			return err

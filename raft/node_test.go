@@ -303,7 +303,7 @@ func TestReadIndexForwardedToNonLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	if !strings.Contains(out, "2->3 MsgReadIndexResp Term:2 Batch:1 Rejected") {
+	if !strings.Contains(out, fmt.Sprintf("2->3 MsgReadIndexResp Term:2 Batch:%d Rejected", n3.r.reads.fwdSeq)) {
 		t.Errorf("no rejection from node 2:\n%s", out)
 	}
 	if strings.Contains(out, "read 7") {

@@ -93,6 +93,11 @@ func newRaft(cfg *Config) (*raft, error) {
 		conf:   cs,
 	}
 	r.confIndex = l.lastIndex()
+	// Forwarded read batches are numbered from a random point, so that a
+	// leader's late answer to a batch sent before a restart cannot be
+	// mistaken for the answer to a new batch (which could be stale). A
+	// separate stream keeps election timeouts independent of it.
+	r.reads.fwdSeq = rand.New(rand.NewPCG(cfg.Seed, 0x7265616473)).Uint64() >> 1
 	if !hs.IsEmpty() {
 		if hs.Commit > l.lastIndex() {
 			return nil, fmt.Errorf("raft: stored commit index %d is beyond the stored log's last index %d",

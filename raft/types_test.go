@@ -138,11 +138,11 @@ func TestConfigValidateDefaults(t *testing.T) {
 	if c.ElectionTick != 20 || c.HeartbeatTick != 3 || c.MaxInflightMsgs != 7 || c.Seed != 42 {
 		t.Errorf("explicit values changed: %+v", c)
 	}
-	// Seeds derived from different IDs differ.
+	// Unset seeds are random: two nodes (or two starts of one node) differ.
 	a, b := Config{ID: 1, Storage: NewMemoryStorage()}, Config{ID: 2, Storage: NewMemoryStorage()}
 	_, _ = a.Validate(), b.Validate()
 	if a.Seed == b.Seed {
-		t.Error("derived seeds of nodes 1 and 2 are equal")
+		t.Error("random seeds of two configs are equal")
 	}
 }
 
