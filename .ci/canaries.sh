@@ -148,7 +148,9 @@ for tag in "${tags[@]}"; do
 			if [[ -n $seeds ]]; then
 				while read -r line; do echo "      $line"; done <<<"$seeds"
 				# Prefer the line that says how to reproduce the failure.
+				# The printed command runs the real core; the canary needs its tag.
 				[[ -n $seed ]] || seed=$(grep -m1 -E 'reproduce|go test .*-seed' <<<"$seeds" || head -1 <<<"$seeds")
+				seed=${seed//go test /go test -tags $tag }
 			else
 				echo "      (no seed printed)"
 			fi

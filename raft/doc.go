@@ -32,7 +32,11 @@
 //		}
 //	}
 //
-// Between Ready and Advance the driver calls no other method but Status.
+// While a Ready is being processed the driver may keep feeding the node
+// (Step, Tick, Propose, ReadIndex…), for example to take in followers'
+// acknowledgements while its own write is in flight; what those calls
+// produce waits for the next Ready. It must not call Ready again before
+// Advance.
 //
 // # Why this order is crash safe
 //

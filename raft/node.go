@@ -84,9 +84,9 @@ func (n *Node) HasReady() bool {
 	return n.r.hasReady(n.prevSoft, n.prevHard)
 }
 
-// Ready returns the work accumulated since the last Advance. The caller
+// Ready returns the work accumulated since the last Ready. The caller
 // must process it as the Ready type describes and then call Advance before
-// calling Ready again.
+// calling Ready again; other methods may be called in between.
 func (n *Node) Ready() Ready {
 	rd := n.r.ready(n.prevSoft, n.prevHard)
 	if rd.SoftState != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 )
@@ -59,8 +60,11 @@ type raft struct {
 	// split votes).
 	randomizedElectionTimeout int
 
-	// leadTransferee is the target of a leadership transfer in progress.
-	leadTransferee NodeID
+	// leadTransferee is the target of a leadership transfer in progress,
+	// and transferElapsed the ticks since it started: a transfer that does
+	// not finish within an election timeout is abandoned (thesis §3.10).
+	leadTransferee  NodeID
+	transferElapsed int
 
 	// uncommittedSize is the payload size of the leader's entries that
 	// have not been handed out as committed.
@@ -257,8 +261,11 @@ func (r *raft) tickHeartbeat() {
 			r.becomeFollower(r.term, None)
 			return
 		}
-		if r.leadTransferee != None {
-			// A transfer must finish within an election timeout.
+	}
+	if r.leadTransferee != None {
+		r.transferElapsed++
+		if r.transferElapsed >= r.cfg.ElectionTick {
+			r.logger.Info("raft: abandoning leadership transfer", "to", uint64(r.leadTransferee))
 			r.leadTransferee = None
 		}
 	}
@@ -376,7 +383,15 @@ func (r *raft) step(m Message) error {
 			if m.Type == MsgApp || m.Type == MsgHeartbeat || m.Type == MsgSnap {
 				lead = m.From
 			}
+			elapsed := r.wasFollowerElapsed()
 			r.becomeFollower(m.Term, lead)
+			if lead == None {
+				// Figure 2 restarts the election timer only for a current
+				// leader's AppendEntries or a granted vote, not for merely
+				// seeing a higher term: a stream of candidates with stale
+				// logs must not keep the electable nodes from campaigning.
+				r.electionElapsed = elapsed
+			}
 		}
 	case m.Term < r.term:
 		switch {
@@ -400,6 +415,17 @@ func (r *raft) step(m Message) error {
 	return r.stepRole(r, m)
 }
 
+// wasFollowerElapsed is the election timer to keep when the node adopts a
+// higher term from a message that does not come from a leader: a
+// follower's or candidate's own timer, but a fresh one for a leader (whose
+// electionElapsed counts check-quorum time instead).
+func (r *raft) wasFollowerElapsed() int {
+	if r.role == Leader {
+		return 0
+	}
+	return r.electionElapsed
+}
+
 // validate rejects messages that cannot be right, whatever the sender
 // claims: they change nothing and are reported to the caller.
 func (r *raft) validate(m Message) error {
@@ -414,6 +440,9 @@ func (r *raft) validate(m Message) error {
 	}
 	switch m.Type {
 	case MsgApp:
+		if uint64(m.Index) > math.MaxUint64-uint64(len(m.Entries)) {
+			return fmt.Errorf("%w: MsgApp index %d overflows", ErrInvalidMessage, m.Index)
+		}
 		prevIndex, prevTerm := m.Index, m.LogTerm
 		for i := range m.Entries {
 			e := &m.Entries[i]
@@ -427,8 +456,13 @@ func (r *raft) validate(m Message) error {
 			return fmt.Errorf("%w: MsgApp previous term %d above message term %d", ErrInvalidMessage, m.LogTerm, m.Term)
 		}
 	case MsgSnap:
-		if m.Snapshot == nil || m.Snapshot.Index == 0 || m.Snapshot.Term > m.Term {
+		s := m.Snapshot
+		if s == nil || s.Index == 0 || s.Term == 0 || s.Term > m.Term {
 			return fmt.Errorf("%w: MsgSnap without a valid snapshot", ErrInvalidMessage)
+		}
+		if cs := NewConfState(s.ConfState.Voters...); len(s.ConfState.Voters) == 0 ||
+			!cs.Equal(s.ConfState) || cs.IsVoter(None) {
+			return fmt.Errorf("%w: MsgSnap with a malformed configuration %v", ErrInvalidMessage, s.ConfState.Voters)
 		}
 	case MsgAppResp, MsgVoteResp, MsgPreVoteResp, MsgHeartbeat, MsgHeartbeatResp,
 		MsgTimeoutNow, MsgReadIndex, MsgReadIndexResp, MsgVote, MsgPreVote:
@@ -902,8 +936,10 @@ func (r *raft) transferLeadership(to NodeID) error {
 		return nil
 	}
 	r.leadTransferee = to
-	// The transfer must complete within one election timeout.
-	r.electionElapsed = 0
+	// The transfer must complete within one election timeout. (Its clock
+	// is its own: resetting the check-quorum clock here would let repeated
+	// transfer requests keep a cut-off leader in place.)
+	r.transferElapsed = 0
 	if pr.match == r.log.lastIndex() {
 		r.sendTimeoutNow(to)
 	} else {

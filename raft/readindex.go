@@ -42,6 +42,9 @@ type readIndexState struct {
 	// open is set while the latest round's heartbeats have not yet left
 	// in a Ready, so new reads may still join it.
 	open bool
+	// sent is the latest round whose heartbeats have left in a Ready. An
+	// acknowledgement of a later round cannot be genuine and is ignored.
+	sent uint64
 	// rounds awaiting confirmation, oldest first.
 	rounds []readRound
 	// acked is, per voter, the latest round it acknowledged.
@@ -68,6 +71,7 @@ func (s *readIndexState) reset() {
 // that arrive later need heartbeats sent later.
 func (s *readIndexState) closeRound() {
 	s.open = false
+	s.sent = s.round
 	s.fwdOpen = false
 }
 
@@ -110,7 +114,7 @@ func (r *raft) leaderRead(req readRequest) {
 		r.answerRead(req)
 		return
 	}
-	if !r.reads.open {
+	if !r.reads.open || len(r.reads.rounds) == 0 {
 		r.reads.round++
 		r.reads.open = true
 		r.reads.rounds = append(r.reads.rounds, readRound{round: r.reads.round})
@@ -139,6 +143,12 @@ func (r *raft) readAcked(from NodeID, ctx uint64) {
 	if ctx == 0 || len(r.reads.rounds) == 0 {
 		return
 	}
+	if ctx > r.reads.sent {
+		// Nobody can have seen a heartbeat that has not been sent: a peer
+		// acknowledging it is lying or broken. Ignoring it keeps a round
+		// from being confirmed before its heartbeats leave.
+		return
+	}
 	if r.reads.acked == nil {
 		r.reads.acked = map[NodeID]uint64{}
 	}
@@ -151,7 +161,7 @@ func (r *raft) readAcked(from NodeID, ctx uint64) {
 	// itself for the latest round.
 	confirmed := committedIndex(r.conf.Voters, func(id NodeID) Index {
 		if id == r.id {
-			return Index(r.reads.round)
+			return Index(r.reads.sent)
 		}
 		return Index(r.reads.acked[id])
 	})

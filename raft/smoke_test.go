@@ -92,6 +92,4 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("node %d applied %d entries", id, len(nodes[id].sm))
 		}
 	}
-	nodes[lead].n.ReadIndex(7)
-	smokeRun(t, nodes, 2, ids)
 }

@@ -69,6 +69,12 @@ func TestStepRejectsInvalidMessages(t *testing.T) {
 		{"snapshot message without snapshot", Message{Type: MsgSnap, From: 1, To: 2, Term: 2}, ErrInvalidMessage},
 		{"snapshot at index 0", Message{Type: MsgSnap, From: 1, To: 2, Term: 2, Snapshot: &SnapshotMeta{Term: 1}}, ErrInvalidMessage},
 		{"snapshot from a future term", Message{Type: MsgSnap, From: 1, To: 2, Term: 2, Snapshot: &SnapshotMeta{Index: 9, Term: 3}}, ErrInvalidMessage},
+		{"snapshot in term 0", Message{Type: MsgSnap, From: 1, To: 2, Term: 2, Snapshot: &SnapshotMeta{Index: 9, ConfState: NewConfState(1, 2, 3)}}, ErrInvalidMessage},
+		{"snapshot without voters", Message{Type: MsgSnap, From: 1, To: 2, Term: 2, Snapshot: &SnapshotMeta{Index: 9, Term: 2}}, ErrInvalidMessage},
+		{"snapshot with unsorted voters", Message{Type: MsgSnap, From: 1, To: 2, Term: 2, Snapshot: &SnapshotMeta{Index: 9, Term: 2, ConfState: ConfState{Voters: []NodeID{3, 1, 2}}}}, ErrInvalidMessage},
+		{"snapshot with a duplicate voter", Message{Type: MsgSnap, From: 1, To: 2, Term: 2, Snapshot: &SnapshotMeta{Index: 9, Term: 2, ConfState: ConfState{Voters: []NodeID{1, 2, 2}}}}, ErrInvalidMessage},
+		{"snapshot with voter 0", Message{Type: MsgSnap, From: 1, To: 2, Term: 2, Snapshot: &SnapshotMeta{Index: 9, Term: 2, ConfState: ConfState{Voters: []NodeID{0, 1, 2}}}}, ErrInvalidMessage},
+		{"append whose index overflows", app(2, ^Index(0), 2, Entry{Index: 0, Term: 2}), ErrInvalidMessage},
 		{"type zero", Message{From: 1, To: 2, Term: 2}, ErrInvalidMessage},
 		{"unknown type", Message{Type: 99, From: 1, To: 2, Term: 2}, ErrInvalidMessage},
 	} {

@@ -37,6 +37,8 @@ type Storage interface {
 }
 
 // MemoryStorage is a Storage held in memory, for tests and the simulator.
+// (The consensus state machine itself takes no locks; this storage does,
+// because drivers and test harnesses read it from other goroutines.)
 // Everything in it counts as durable: a simulated crash keeps it and loses
 // only what the core had not yet handed over in a Ready.
 //

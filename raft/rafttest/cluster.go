@@ -29,7 +29,8 @@ func (s *Sim) Status(id raft.NodeID) raft.Status {
 // It must not be modified.
 func (s *Sim) StateMachine(id raft.NodeID) *StateMachine { return s.nodes[id].sm }
 
-// Storage returns node id's disk.
+// Storage returns node id's disk in MemStorage mode (nil in WALStorage
+// mode; see WAL and FS).
 func (s *Sim) Storage(id raft.NodeID) *raft.MemoryStorage { return s.nodes[id].storage }
 
 // Stats returns the message counters.

@@ -9,7 +9,10 @@
 //   - each node's raft.Node, driven directly: no goroutines, no timers;
 //   - each node's disk: a raft.MemoryStorage holding exactly what the
 //     driver persisted from Readys, plus the state machine snapshot stored
-//     beside the storage's snapshot metadata. Only the disk survives a crash;
+//     beside the storage's snapshot metadata. Only the disk survives a crash.
+//     Or, with Options.Storage = WALStorage, the real thing: a wal.WAL and
+//     a snap.Store on a crashable vfs.MemFS per node, where a crash is a
+//     power loss that keeps exactly what was synced (see "Real disks");
 //   - each node's state machine (StateMachine): it applies committed entries
 //     in order, keeps a hash chain of everything applied, and can be copied
 //     as a snapshot. Nodes snapshot and compact their logs every
@@ -41,6 +44,22 @@
 // machine from its last snapshot (Config.Applied says so, and the core hands
 // out again every committed entry after it).
 //
+// # Real disks
+//
+// In WALStorage mode the driver persists a Ready with one
+// wal.Save(HardState, Entries, Snapshot, MustSync), writes snapshot files
+// through a snap.Store before the WAL records them, and compacts with
+// wal.Compact, as a real replica does. Every crash is a power loss: the
+// node's filesystem is replaced by its crash image (unsynced writes kept
+// as a random prefix, the last one torn at a random byte) and the WAL and
+// snapshot store are reopened from it. The WAL must reopen (a torn tail
+// is cut off), and hold exactly what the node acknowledged, or that plus
+// the write the crash cut short (a batch is all or nothing); the snapshot
+// it names must read back intact. Disk faults cut the power before any
+// single filesystem operation (DiskFaults at random, Sim.DiskHook by
+// choice), recovery included, or fail one with EIO, which halts the node
+// as a real driver must. All the checks below run in both modes.
+//
 // # What is checked, and when
 //
 // After every step the Sim checks Raft's safety properties (Figure 3 of the
@@ -67,8 +86,10 @@
 //
 // # Running
 //
-//	go test ./raft/rafttest                        # everything, 2000 random schedules
-//	go test ./raft/rafttest -run TestRandomized -schedules=100000
+//	go test ./raft/rafttest                        # everything: 2000 random schedules, 400 on WAL disks,
+//	                                               # a power loss before each disk operation of 3 scenarios
+//	go test ./raft/rafttest -run TestRandomized -schedules=100000   # and 20000 on WAL disks
+//	go test ./raft/rafttest -run '^TestWALCrashAtEveryDiskOp$/^seed=1$' -diskop=K -v   # one crash point
 //	go test ./raft/rafttest -run '^TestX$' -seed=N -v -simtrace   # replay one run, event by event
 //	go test ./raft/rafttest -run XXX -bench .      # proposals/s and allocs/entry
 //

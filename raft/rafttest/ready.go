@@ -42,7 +42,7 @@ func (s *Sim) handleReady(n *simNode) {
 	}
 	// 2. Persist snapshot, entries, hard state.
 	s.persist(n, &rd)
-	if s.failed || s.crashAt(n, AfterPersist, trig, &rd) {
+	if s.failed || !n.alive || s.crashAt(n, AfterPersist, trig, &rd) {
 		return
 	}
 	// 3. Messages that vouch for what step 2 wrote.
@@ -213,8 +213,27 @@ func (s *Sim) callCrashHook(id raft.NodeID, p FaultPoint, rd raft.Ready) bool {
 }
 
 // persist writes rd's snapshot, entries and hard state to n's disk (step 2),
-// checking each write.
+// checking each write. In WALStorage mode a storage failure crashes (or
+// halts) the node: the caller checks n.alive.
 func (s *Sim) persist(n *simNode, rd *raft.Ready) {
+	if n.disk == nil {
+		s.persistMirror(n, rd)
+		return
+	}
+	if !s.saveReady(n, rd) {
+		return
+	}
+	s.persistMirror(n, rd)
+	if !s.failed {
+		s.afterSave(n, rd)
+	}
+}
+
+// persistMirror records rd's snapshot, entries and hard state as durable
+// on n: in the MemoryStorage (MemStorage mode) and in the mirror the
+// checks read, checking each write. In WALStorage mode the WAL has already
+// made them durable.
+func (s *Sim) persistMirror(n *simNode, rd *raft.Ready) {
 	if rd.Snapshot != nil {
 		meta := *rd.Snapshot
 		data := n.incoming[meta.Index]
@@ -222,9 +241,11 @@ func (s *Sim) persist(n *simNode, rd *raft.Ready) {
 			s.fail("node %d: snapshot data at %d/%d does not match its metadata %d/%d", n.id, data.AppliedTerm, data.Applied, meta.Term, meta.Index)
 			return
 		}
-		if err := n.storage.ApplySnapshot(meta); err != nil {
-			s.fail("node %d: persisting snapshot %d/%d: %v", n.id, meta.Term, meta.Index, err)
-			return
+		if n.storage != nil {
+			if err := n.storage.ApplySnapshot(meta); err != nil {
+				s.fail("node %d: persisting snapshot %d/%d: %v", n.id, meta.Term, meta.Index, err)
+				return
+			}
 		}
 		// A snapshot replaces the whole log. If the node held a committed
 		// entry past the snapshot, it has now lost it.
@@ -264,9 +285,11 @@ func (s *Sim) persist(n *simNode, rd *raft.Ready) {
 			ch, _ := n.log.chainAt(k)
 			heldCommitted = ch == rec.chain
 		}
-		if err := n.storage.Append(ents); err != nil {
-			s.fail("node %d: persisting entries [%d, %d]: %v", n.id, first, ents[len(ents)-1].Index, err)
-			return
+		if n.storage != nil {
+			if err := n.storage.Append(ents); err != nil {
+				s.fail("node %d: persisting entries [%d, %d]: %v", n.id, first, ents[len(ents)-1].Index, err)
+				return
+			}
 		}
 		n.log.truncateAppend(first, n.pendTerms, n.pendChains)
 		if heldCommitted {
@@ -283,7 +306,9 @@ func (s *Sim) persist(n *simNode, rd *raft.Ready) {
 		}
 	}
 	if hs := rd.HardState; !hs.IsEmpty() {
-		n.storage.SetHardState(hs)
+		if n.storage != nil {
+			n.storage.SetHardState(hs)
+		}
 		n.term, n.vote = hs.Term, hs.Vote
 		if hs.Commit != n.commit {
 			n.commit = hs.Commit
@@ -327,6 +352,10 @@ func (s *Sim) maybeSnapshot(n *simNode) {
 		last = n.snap.Applied
 	}
 	if n.sm.Applied < last+every {
+		return
+	}
+	if n.disk != nil {
+		s.snapshotToDisk(n)
 		return
 	}
 	if _, err := n.storage.CreateSnapshot(n.sm.Applied, n.sm.Conf); err != nil {

@@ -108,12 +108,39 @@ func NewScheduleConfig(seed uint64) ScheduleConfig {
 	return c
 }
 
+// NewWALScheduleConfig draws a schedule like NewScheduleConfig (the same
+// shape for the same seed), run on WALStorage disks with power losses at
+// random disk operations: a few per node and run, some during recovery,
+// on top of the schedule's own crashes and targeted faults. Segments are
+// small and snapshots frequent, so that segment rolls, compactions,
+// snapshot files and their removal are all crashed in.
+func NewWALScheduleConfig(seed uint64) ScheduleConfig {
+	c := NewScheduleConfig(seed)
+	r := rand.New(rand.NewPCG(seed, 0xd15c))
+	o := &c.Options
+	o.Storage = WALStorage
+	o.SegmentSize = []int64{4 << 10, 16 << 10, 64 << 10}[r.IntN(3)]
+	if o.SnapshotEvery == 0 && r.IntN(2) == 0 {
+		o.SnapshotEvery, o.SnapshotKeep = 4+r.IntN(8), r.IntN(3)
+	}
+	o.DiskFaults = DiskFaults{
+		CrashEvery:     40 + r.IntN(200),
+		DuringRecovery: 0.25,
+		RestartAfter:   r.IntN(10),
+	}
+	return c
+}
+
 // Describe renders the schedule's shape on one line.
 func (c *ScheduleConfig) Describe() string {
 	o := &c.Options
-	return fmt.Sprintf("seed=%d nodes=%d ticks=%d net=%+v snap=%d/%d prevote=%v checkquorum=%v maxmsg=%d inflight=%d faults=%v",
+	d := fmt.Sprintf("seed=%d nodes=%d ticks=%d net=%+v snap=%d/%d prevote=%v checkquorum=%v maxmsg=%d inflight=%d faults=%v",
 		c.Seed, o.Nodes, c.Ticks, o.Net, o.SnapshotEvery, o.SnapshotKeep, !o.DisablePreVote, !o.DisableCheckQuorum,
 		o.MaxSizePerMsg, o.MaxInflightMsgs, o.Faults)
+	if o.Storage != MemStorage {
+		d += fmt.Sprintf(" storage=%v segment=%d diskfaults=%+v", o.Storage, o.SegmentSize, o.DiskFaults)
+	}
+	return d
 }
 
 // RunSchedule runs one randomized schedule: a chaotic phase of random
@@ -245,12 +272,14 @@ func (s *Sim) livenessProbe(r *rand.Rand) {
 	for _, id := range group {
 		s.Restart(id)
 	}
-	net, faults := s.net.opts, s.faults
+	net, faults, diskFaults := s.net.opts, s.faults, s.diskFaults
 	s.faults = nil
+	s.setDiskFaults(DiskFaults{RestartAfter: diskFaults.RestartAfter})
 	s.SetNet(NetOptions{})
 	s.net.drops = nil
 	s.Partition(group, rest)
 	s.CheckLiveness(group, LivenessTicks(s.opts))
 	s.SetNet(net)
 	s.faults = faults
+	s.setDiskFaults(diskFaults)
 }

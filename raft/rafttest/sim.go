@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cairnkv/cairn/raft"
+	"github.com/cairnkv/cairn/storage/vfs"
 )
 
 // TicksPerSecond fixes what a tick means in these tests: 100 ms, so that the
@@ -48,6 +49,22 @@ type Options struct {
 
 	// Faults are armed from the start; more can be added with AddFault.
 	Faults []Fault
+
+	// Storage selects each node's disk: MemStorage (the default), or
+	// WALStorage, a real wal.WAL and snap.Store on a crashable in-memory
+	// filesystem per node, where a crash loses exactly the unsynced data
+	// (see disk.go).
+	Storage StorageKind
+	// SegmentSize is the WAL's segment size in WALStorage mode; zero: 16
+	// KiB, small so that segments roll and are released often.
+	SegmentSize int64
+	// DiskFaults crash nodes at disk operations (WALStorage only).
+	DiskFaults DiskFaults
+
+	// walNeverSync makes the WAL mode's driver ignore Ready.MustSync and
+	// never sync: a broken driver, for the tests that show the crash
+	// checks catch one.
+	walNeverSync bool
 
 	// SkipContractChecks turns off the checks that a Ready's Messages
 	// vouch only for durable state and that MustSync is set when needed.
@@ -94,6 +111,15 @@ type Sim struct {
 	// whether to crash the node there; it is how a test aims a crash at one
 	// exact moment.
 	CrashHook func(id raft.NodeID, p FaultPoint, rd *raft.Ready) bool
+	// DiskHook, when set (WALStorage mode), is asked before every mutating
+	// operation on every node's filesystem what to do with it; count
+	// numbers the operations of all nodes since the start, 1 first. It is
+	// how a test crashes a node at one exact write or sync, or fails one.
+	DiskHook func(id raft.NodeID, op vfs.Op, count uint64) DiskAction
+	// diskFaults are the armed DiskFaults (paused by liveness probes);
+	// diskRng is their random stream.
+	diskFaults DiskFaults
+	diskRng    *rand.Rand
 
 	reads     map[raft.ReadID]*Read
 	nextRead  raft.ReadID
@@ -114,12 +140,17 @@ type Sim struct {
 type simNode struct {
 	id raft.NodeID
 	rn *raft.Node // nil while crashed
-	// storage is the node's disk: exactly what the driver persisted from
-	// Readys. It survives crashes.
+	// storage is the node's disk in MemStorage mode: exactly what the
+	// driver persisted from Readys. It survives crashes.
 	storage *raft.MemoryStorage
-	log     diskLog
+	// disk is the node's disk in WALStorage mode (storage is then nil).
+	disk *nodeDisk
+	// log mirrors the durable log (the acknowledged one, in WALStorage
+	// mode), for the invariant checks.
+	log diskLog
 	// snap is the state machine snapshot stored beside the storage's
-	// snapshot metadata (durable); snaps keeps the last few so that a
+	// snapshot metadata (durable; in WALStorage mode, as read back from
+	// the snapshot store after a crash); snaps keeps the last few so that a
 	// MsgSnap the core prepared before a newer snapshot was taken can still
 	// be sent with its data.
 	snap  *StateMachine
@@ -183,6 +214,22 @@ type Stats struct {
 	AppRejects int
 	// Crashes, Restarts and LeaderChanges count those events.
 	Crashes, Restarts, LeaderChanges int
+
+	// WALStorage mode: DiskOps counts mutating filesystem operations;
+	// DiskCrashes the power losses injected before one of them (during
+	// recovery included); RecoveryCrashes those that cut a recovery short;
+	// DiskErrors the injected I/O errors, and DiskHalts the nodes they
+	// stopped; TornTails the recoveries that cut a torn tail off the WAL.
+	DiskOps                          uint64
+	DiskCrashes, RecoveryCrashes     int
+	DiskErrors, DiskHalts, TornTails int
+	// DiskCrashesBefore counts the injected power losses by the kind of
+	// operation they came before (indexed by vfs.OpKind).
+	DiskCrashesBefore [16]int
+	// CutWrites counts the power losses that cut a WAL write (a Save or a
+	// Compact) short, and CutWritesKept those after which the WAL
+	// recovered with the write.
+	CutWrites, CutWritesKept int
 }
 
 // Total returns the number of messages sent, of every type.
@@ -220,12 +267,26 @@ func New(tb testing.TB, opts Options) *Sim {
 	for i := range opts.Nodes {
 		s.ids = append(s.ids, raft.NodeID(i+1))
 	}
+	if opts.Storage == WALStorage {
+		s.diskFaults = opts.DiskFaults
+		s.diskRng = rand.New(rand.NewPCG(opts.Seed, 0xd15cd15c))
+	}
 	for _, id := range s.ids {
-		st := raft.NewMemoryStorage()
-		if err := raft.Bootstrap(st, s.ids...); err != nil {
-			tb.Fatalf("bootstrap node %d: %v", id, err)
+		n := &simNode{id: id, log: newDiskLog()}
+		switch opts.Storage {
+		case MemStorage:
+			n.storage = raft.NewMemoryStorage()
+			if err := raft.Bootstrap(n.storage, s.ids...); err != nil {
+				tb.Fatalf("bootstrap node %d: %v", id, err)
+			}
+		case WALStorage:
+			s.newDisk(n)
+			if s.failed {
+				return s
+			}
+		default:
+			tb.Fatalf("unknown storage kind %v", opts.Storage)
 		}
-		n := &simNode{id: id, storage: st, log: newDiskLog()}
 		// Mirror the bootstrap entry so the disk log matches the storage.
 		_, ents := raft.BootstrapState(s.ids...)
 		n.log.truncateAppend(1, []raft.Term{ents[0].Term}, []uint64{chainHash(emptyChain, &ents[0])})
@@ -256,9 +317,13 @@ func (s *Sim) start(n *simNode) {
 	if n.snap != nil {
 		sm = n.snap.snapshot()
 	}
+	var storage raft.Storage = n.storage
+	if n.disk != nil {
+		storage = n.disk.wal
+	}
 	cfg := raft.Config{
 		ID:                 n.id,
-		Storage:            n.storage,
+		Storage:            storage,
 		Applied:            sm.Applied,
 		ElectionTick:       s.opts.ElectionTick,
 		HeartbeatTick:      s.opts.HeartbeatTick,
@@ -274,7 +339,7 @@ func (s *Sim) start(n *simNode) {
 		s.fail("node %d: NewNode: %v", n.id, err)
 		return
 	}
-	hs, _, err := n.storage.InitialState()
+	hs, _, err := storage.InitialState()
 	if err != nil {
 		s.fail("node %d: InitialState: %v", n.id, err)
 		return
@@ -389,6 +454,12 @@ func (s *Sim) Crash(id raft.NodeID) {
 	}
 	s.record(traceEvent{kind: evCrash, node: id})
 	s.stats.Crashes++
+	if n.disk != nil {
+		// A power loss: the disk keeps what was synced. This runs before
+		// the volatile state is dropped, because a write in flight that
+		// survived is applied to the mirror with what it came with.
+		s.powerLoss(n)
+	}
 	n.rn, n.sm, n.incoming = nil, nil, nil
 	n.alive, n.restartAt = false, 0
 	n.role, n.lead, n.leaderTerm = raft.Follower, raft.None, 0
@@ -426,8 +497,22 @@ func (s *Sim) AddFault(f Fault) *Fault {
 // Fired returns how many crashes f has caused.
 func (f *Fault) Fired() int { return f.fired }
 
-// ClearFaults disarms every fault.
-func (s *Sim) ClearFaults() { s.faults = nil }
+// ClearFaults disarms every fault, disk faults included.
+func (s *Sim) ClearFaults() {
+	s.faults = nil
+	s.setDiskFaults(DiskFaults{RestartAfter: s.diskFaults.RestartAfter})
+}
+
+// setDiskFaults replaces the armed disk faults and re-arms every node.
+func (s *Sim) setDiskFaults(f DiskFaults) {
+	if s.opts.Storage != WALStorage {
+		return
+	}
+	s.diskFaults = f
+	for _, n := range s.nodes[1:] {
+		s.armDisk(n)
+	}
+}
 
 // ---- failure reporting ----
 

@@ -2,6 +2,8 @@ package rafttest
 
 import (
 	"cmp"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -107,4 +109,103 @@ func (sm *StateMachine) snapshot() *StateMachine {
 	c := *sm
 	c.Values = c.Values[:len(c.Values):len(c.Values)]
 	return &c
+}
+
+// The state machine's snapshot file format, as the WAL mode stores it in a
+// snap.Store (which adds its own header, checksum and trailer):
+//
+//	+---------+---------+-------------+-------+-----------+------+----------+-----
+//	| version | applied | appliedTerm | chain | conf len  | conf | values n | ...
+//	| 1 byte  | uvarint | uvarint     | 8 LE  | uvarint   |      | uvarint  |
+//	+---------+---------+-------------+-------+-----------+------+----------+-----
+//	each value: index uvarint | term uvarint | len uvarint | data
+const smFormatVersion = 1
+
+// encode appends sm's snapshot encoding to b.
+func (sm *StateMachine) encode(b []byte) []byte {
+	b = append(b, smFormatVersion)
+	b = binary.AppendUvarint(b, uint64(sm.Applied))
+	b = binary.AppendUvarint(b, uint64(sm.AppliedTerm))
+	b = binary.LittleEndian.AppendUint64(b, sm.Chain)
+	conf := sm.Conf.Marshal()
+	b = binary.AppendUvarint(b, uint64(len(conf)))
+	b = append(b, conf...)
+	b = binary.AppendUvarint(b, uint64(len(sm.Values)))
+	for _, v := range sm.Values {
+		b = binary.AppendUvarint(b, uint64(v.Index))
+		b = binary.AppendUvarint(b, uint64(v.Term))
+		b = binary.AppendUvarint(b, uint64(len(v.Data)))
+		b = append(b, v.Data...)
+	}
+	return b
+}
+
+// errBadStateMachine is returned by decodeStateMachine for bytes that
+// encode did not produce.
+var errBadStateMachine = errors.New("rafttest: malformed state machine snapshot")
+
+// decodeStateMachine decodes what encode produced.
+func decodeStateMachine(b []byte) (*StateMachine, error) {
+	bad := func(what string) (*StateMachine, error) {
+		return nil, fmt.Errorf("%w: %s", errBadStateMachine, what)
+	}
+	uv := func() (uint64, bool) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	bytesN := func() ([]byte, bool) {
+		n, ok := uv()
+		if !ok || n > uint64(len(b)) {
+			return nil, false
+		}
+		d := b[:n:n]
+		b = b[n:]
+		return d, true
+	}
+	if len(b) == 0 || b[0] != smFormatVersion {
+		return bad("bad version")
+	}
+	b = b[1:]
+	sm := &StateMachine{}
+	applied, ok1 := uv()
+	term, ok2 := uv()
+	if !ok1 || !ok2 || len(b) < 8 {
+		return bad("truncated header")
+	}
+	sm.Applied, sm.AppliedTerm = raft.Index(applied), raft.Term(term)
+	sm.Chain = binary.LittleEndian.Uint64(b)
+	b = b[8:]
+	conf, ok := bytesN()
+	if !ok {
+		return bad("truncated configuration")
+	}
+	if len(conf) > 0 {
+		cs, err := raft.UnmarshalConfState(conf)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errBadStateMachine, err)
+		}
+		sm.Conf = cs
+	}
+	n, ok := uv()
+	if !ok || n > uint64(len(b)) {
+		return bad("bad value count")
+	}
+	sm.Values = make([]Value, 0, n)
+	for range n {
+		idx, ok1 := uv()
+		t, ok2 := uv()
+		data, ok3 := bytesN()
+		if !ok1 || !ok2 || !ok3 {
+			return bad("truncated value")
+		}
+		sm.Values = append(sm.Values, Value{Index: raft.Index(idx), Term: raft.Term(t), Data: data})
+	}
+	if len(b) != 0 {
+		return bad("trailing bytes")
+	}
+	return sm, nil
 }
