@@ -40,6 +40,12 @@ type Config struct {
 	// election timeout refuse to vote (a leader lease).
 	DisableCheckQuorum bool
 
+	// MaxClockDriftTicks is how many ticks any node's clock may gain on
+	// the leader's over one election timeout. Lease reads stop that many
+	// ticks before the lease the followers grant runs out. Default
+	// 1 + ElectionTick/5; must be below ElectionTick.
+	MaxClockDriftTicks int
+
 	// MaxSizePerMsg bounds the entry bytes of one MsgApp. Default 1 MiB.
 	MaxSizePerMsg uint64
 	// MaxInflightMsgs bounds the MsgApps a leader has in flight to one
@@ -103,6 +109,13 @@ func (c *Config) Validate() error {
 	}
 	if c.ElectionTick >= 0 && c.HeartbeatTick >= 0 && c.ElectionTick <= c.HeartbeatTick {
 		errs = append(errs, fmt.Errorf("%w: ElectionTick %d must exceed HeartbeatTick %d", ErrInvalidConfig, c.ElectionTick, c.HeartbeatTick))
+	}
+	if c.MaxClockDriftTicks == 0 {
+		c.MaxClockDriftTicks = 1 + c.ElectionTick/5
+	}
+	if c.MaxClockDriftTicks < 0 || (c.ElectionTick > 0 && c.MaxClockDriftTicks >= c.ElectionTick) {
+		errs = append(errs, fmt.Errorf("%w: MaxClockDriftTicks %d must be in [0, ElectionTick %d)",
+			ErrInvalidConfig, c.MaxClockDriftTicks, c.ElectionTick))
 	}
 	if c.MaxSizePerMsg == 0 {
 		c.MaxSizePerMsg = DefaultMaxSizePerMsg

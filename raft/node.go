@@ -60,6 +60,13 @@ func (n *Node) ProposeConfChange(cs ConfState) (Index, Term, error) {
 // is dropped.
 func (n *Node) ReadIndex(id ReadID) { n.r.readIndex(id) }
 
+// LeaseRead is ReadIndex without the heartbeat round while the leader's
+// lease holds: the answer comes in the next Ready, at no network cost. It
+// needs check-quorum and assumes bounded clock drift (Config.
+// MaxClockDriftTicks); without a valid lease, or on a follower, it is
+// ReadIndex.
+func (n *Node) LeaseRead(id ReadID) { n.r.leaseRead(id) }
+
 // TransferLeadership asks the leader to hand leadership to the voter to
 // (thesis §3.10): proposals are refused while the transfer runs, the target
 // is brought up to date and then told to campaign at once. The transfer is

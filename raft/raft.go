@@ -49,6 +49,12 @@ type raft struct {
 	// votes are the (pre-)votes received in the current campaign.
 	votes map[NodeID]bool
 
+	// startupQuiet is set on a node restarted with check-quorum on: for
+	// its first ElectionTick ticks it refuses votes as if it had just heard
+	// from a leader, since it may have promised a lease before the restart
+	// (see leaseRead).
+	startupQuiet bool
+
 	// electionElapsed counts ticks since the last election timeout reset:
 	// for followers, since they heard from a leader; for the leader, since
 	// the last check-quorum.
@@ -122,6 +128,10 @@ func newRaft(cfg *Config) (*raft, error) {
 		l.appliedTo(cfg.Applied)
 	}
 	r.becomeFollower(r.term, None)
+	// A node that has been part of a running group (past the bootstrap
+	// term) may have acknowledged a leader's heartbeat just before it went
+	// down.
+	r.startupQuiet = !cfg.DisableCheckQuorum && r.term > 1
 	r.logger.Debug("raft: started", "term", uint64(r.term), "commit", uint64(l.committed),
 		"applied", uint64(l.applied), "last", uint64(l.lastIndex()), "voters", cs.Voters)
 	return r, nil
@@ -242,6 +252,9 @@ func (r *raft) tick() {
 
 func (r *raft) tickElection() {
 	r.electionElapsed++
+	if r.electionElapsed >= r.cfg.ElectionTick {
+		r.startupQuiet = false
+	}
 	if r.isVoter() && r.electionElapsed >= r.randomizedElectionTimeout {
 		r.electionElapsed = 0
 		r.hup(false)
@@ -249,6 +262,7 @@ func (r *raft) tickElection() {
 }
 
 func (r *raft) tickHeartbeat() {
+	r.reads.ticks++
 	r.heartbeatElapsed++
 	r.electionElapsed++
 	if r.electionElapsed >= r.cfg.ElectionTick {
@@ -274,7 +288,7 @@ func (r *raft) tickHeartbeat() {
 	}
 	if r.heartbeatElapsed >= r.cfg.HeartbeatTick {
 		r.heartbeatElapsed = 0
-		r.bcastHeartbeat()
+		r.startRound()
 	}
 }
 
@@ -365,7 +379,8 @@ func (r *raft) step(m Message) error {
 			// minimum election timeout ignores vote requests (thesis §4.2.3):
 			// a disruptive server cannot depose a live leader. A transfer
 			// overrides this: the leader itself asked for the election.
-			inLease := !r.cfg.DisableCheckQuorum && r.lead != None && r.electionElapsed < r.cfg.ElectionTick
+			inLease := !r.cfg.DisableCheckQuorum && (r.lead != None || r.startupQuiet) &&
+				r.electionElapsed < r.cfg.ElectionTick
 			if inLease && !m.Transfer {
 				return nil
 			}
@@ -936,6 +951,8 @@ func (r *raft) transferLeadership(to NodeID) error {
 		return nil
 	}
 	r.leadTransferee = to
+	// The target will campaign without waiting for any lease to run out.
+	r.reads.noLease = true
 	// The transfer must complete within one election timeout. (Its clock
 	// is its own: resetting the check-quorum clock here would let repeated
 	// transfer requests keep a cut-off leader in place.)

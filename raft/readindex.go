@@ -24,10 +24,14 @@ type readRequest struct {
 	index Index
 }
 
-// readRound is a batch of reads confirmed by the same heartbeats.
+// readRound is one round of heartbeats and the reads it confirms.
 type readRound struct {
 	round uint64
-	reqs  []readRequest
+	// tick is the leader's tick count when the round's heartbeats were
+	// queued: no follower can have heard them earlier, so a lease counted
+	// from it is never too long.
+	tick int
+	reqs []readRequest
 }
 
 // readIndexState is the ReadIndex bookkeeping of one node, reset whenever
@@ -52,6 +56,12 @@ type readIndexState struct {
 	// waiting holds reads that arrived before the leader committed an
 	// entry of its own term; until then it does not know the commit index.
 	waiting []readRequest
+	// ticks counts the leader's ticks in this term; leaseUntil is the tick
+	// before which its lease holds (see LeaseRead); noLease is set for the
+	// rest of the term once a leadership transfer has started.
+	ticks      int
+	leaseUntil int
+	noLease    bool
 
 	// Follower side.
 	//
@@ -115,13 +125,41 @@ func (r *raft) leaderRead(req readRequest) {
 		return
 	}
 	if !r.reads.open || len(r.reads.rounds) == 0 {
-		r.reads.round++
-		r.reads.open = true
-		r.reads.rounds = append(r.reads.rounds, readRound{round: r.reads.round})
-		r.bcastHeartbeat()
+		r.startRound()
 	}
 	last := &r.reads.rounds[len(r.reads.rounds)-1]
 	last.reqs = append(last.reqs, req)
+}
+
+// startRound broadcasts heartbeats for a new round. Every heartbeat
+// broadcast is a round, so the regular heartbeats also confirm reads and
+// renew the lease.
+func (r *raft) startRound() {
+	r.reads.round++
+	r.reads.open = true
+	r.reads.rounds = append(r.reads.rounds, readRound{round: r.reads.round, tick: r.reads.ticks})
+	r.bcastHeartbeat()
+}
+
+// leaseRead answers a read at once from the leader's commit index while
+// its lease holds (thesis §6.4.1), and otherwise falls back to ReadIndex.
+//
+// The lease rests on check-quorum: a follower that heard from the leader
+// refuses to vote for ElectionTick ticks (a restarted node, which may have
+// forgotten that, refuses for its first ElectionTick ticks). So once a
+// majority acknowledged a heartbeat queued at tick t, no other leader can
+// be elected before t+ElectionTick on the followers' clocks. The leader
+// stops MaxClockDriftTicks short of that, which is the assumption: over
+// one election timeout, no clock runs faster than the leader's by more
+// than MaxClockDriftTicks ticks. A leadership transfer ends the lease for
+// the rest of the term, since the target campaigns without waiting.
+func (r *raft) leaseRead(id ReadID) {
+	if r.role == Leader && !r.cfg.DisableCheckQuorum && !r.reads.noLease &&
+		r.reads.ticks < r.reads.leaseUntil && r.committedInTerm() {
+		r.readStates = append(r.readStates, ReadState{ID: id, Index: r.log.committed})
+		return
+	}
+	r.readIndex(id)
 }
 
 // readsOnCommit serves the reads that waited for the leader's first commit
@@ -170,6 +208,8 @@ func (r *raft) readAcked(from NodeID, ctx uint64) {
 		for _, req := range r.reads.rounds[n].reqs {
 			r.answerRead(req)
 		}
+		until := r.reads.rounds[n].tick + r.cfg.ElectionTick - r.cfg.MaxClockDriftTicks
+		r.reads.leaseUntil = max(r.reads.leaseUntil, until)
 		n++
 	}
 	r.reads.rounds = r.reads.rounds[n:]

@@ -161,8 +161,8 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 			[]string{"HeartbeatTick -2 is negative"}},
 		{"negative election", Config{ID: 1, Storage: NewMemoryStorage(), ElectionTick: -1},
 			[]string{"ElectionTick -1 is negative"}},
-		{"everything", Config{ElectionTick: 1, HeartbeatTick: 2, MaxInflightMsgs: -1},
-			[]string{"ID must not be zero", "Storage is required", "ElectionTick 1 must exceed HeartbeatTick 2",
+		{"everything", Config{ElectionTick: 3, HeartbeatTick: 4, MaxInflightMsgs: -1},
+			[]string{"ID must not be zero", "Storage is required", "ElectionTick 3 must exceed HeartbeatTick 4",
 				"MaxInflightMsgs -1 is negative"}},
 	} {
 		err := tc.c.Validate()
