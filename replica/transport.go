@@ -16,6 +16,12 @@ import (
 // its own goroutines, and tells the sending replica about peers it cannot
 // reach with ReportUnreachable. Package replica/memnet is an in-memory
 // Transport for tests.
+//
+// Snapshots are streamed, never held whole: package transport/snapxfer is
+// the protocol every transport uses for them (chunks, acknowledgements,
+// resume after a lost chunk, deadlines), so that a follower far behind
+// catches up with state of any size while both sides keep only a few
+// chunks in memory.
 type Transport interface {
 	// Send sends msgs, none of which is a MsgSnap, best effort. It must not
 	// modify msgs, and must copy (or encode) whatever it keeps after it
@@ -23,13 +29,23 @@ type Transport interface {
 	Send(msgs []raft.Message)
 
 	// SendSnapshot sends a MsgSnap together with the snapshot's data, which
-	// it reads from data and then closes. The receiver must be handed the
-	// data before it steps the message (see Replica.StepSnapshot). When the
-	// transfer has succeeded or failed, the transport calls done exactly
-	// once, from any goroutine, with nil or the reason; done does not
-	// block. The same copying rule as for Send applies to msg.
+	// it reads from data (once, in order) and then closes. It returns at
+	// once; the transfer runs in the background, streaming the data in
+	// chunks. On the receiving node the transport calls StepSnapshot with a
+	// reader that yields the data as the chunks arrive in order: it
+	// returns io.EOF only once the whole stream arrived with a matching
+	// checksum, and an error if the transfer breaks, in which case the
+	// receiving replica discards what it staged and does not step the
+	// message.
 	//
-	// For now the data travels whole; the storage work will stream it in
-	// chunks behind this same signature.
+	// When the transfer has succeeded (the receiver staged the data and
+	// queued the message) or failed, the transport calls done exactly
+	// once, from any goroutine, with nil or the reason; done does not
+	// block. A transfer that stops making progress fails within a bounded
+	// time (snapxfer's stall timeout): the replica then reports the
+	// failure to the core (raft.Node.ReportSnapshot), which stops waiting
+	// for that follower and sends it a new snapshot later, so a stalled
+	// transfer never pins the leader's view of a follower forever. The
+	// same copying rule as for Send applies to msg.
 	SendSnapshot(msg raft.Message, data io.ReadCloser, done func(error))
 }
