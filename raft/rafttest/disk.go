@@ -64,8 +64,8 @@ import (
 //     forfeits it), and never treated as success.
 //
 // DiskFaults arms random crashes (one in the next CrashEvery operations of
-// each node, re-armed after each recovery, some during recovery itself);
-// Sim.DiskHook lets a test choose operation by operation.
+// each node, re-armed after each recovery, some during recovery itself)
+// and I/O errors; Sim.DiskHook lets a test choose operation by operation.
 
 // StorageKind selects what a node's disk is.
 type StorageKind uint8
@@ -95,6 +95,9 @@ type DiskFaults struct {
 	// CrashEvery disk operations (chosen uniformly), armed again after each
 	// recovery. Zero: none.
 	CrashEvery int
+	// EIOEvery likewise arms an EIO on one of a node's next EIOEvery disk
+	// operations, which halts the node. Zero: none.
+	EIOEvery int
 	// DuringRecovery is the chance that a recovery (reopening the WAL and
 	// the snapshot store after a power loss) is itself cut by another power
 	// loss at one of its first operations.
@@ -148,8 +151,9 @@ type nodeDisk struct {
 
 	// ops counts the mutating operations on the node's filesystems.
 	ops uint64
-	// crashAt arms a power loss before operation number crashAt (0: none).
-	crashAt uint64
+	// crashAt arms a power loss before operation number crashAt, and eioAt
+	// an EIO on operation number eioAt (0: none).
+	crashAt, eioAt uint64
 	// image is set by the injector when it cut the power: the crash image,
 	// which the operation in progress (and the storage call around it)
 	// fails on.
@@ -214,12 +218,16 @@ func (s *Sim) newDisk(n *simNode) {
 	s.armDisk(n)
 }
 
-// armDisk arms n's next random power loss, if DiskFaults asks for them.
+// armDisk arms n's next random power loss and I/O error, if DiskFaults
+// asks for them.
 func (s *Sim) armDisk(n *simNode) {
 	d := n.disk
-	d.crashAt = 0
+	d.crashAt, d.eioAt = 0, 0
 	if every := s.diskFaults.CrashEvery; every > 0 {
 		d.crashAt = d.ops + 1 + uint64(s.diskRng.IntN(every))
+	}
+	if every := s.diskFaults.EIOEvery; every > 0 {
+		d.eioAt = d.ops + 1 + uint64(s.diskRng.IntN(every))
 	}
 }
 
@@ -230,9 +238,13 @@ func (s *Sim) diskOp(n *simNode, op vfs.Op) error {
 	d.ops++
 	s.stats.DiskOps++
 	action := DiskOK
-	if d.crashAt != 0 && d.ops >= d.crashAt {
+	switch {
+	case d.crashAt != 0 && d.ops >= d.crashAt:
 		d.crashAt = 0
 		action = DiskCrash
+	case d.eioAt != 0 && d.ops >= d.eioAt:
+		d.eioAt = 0
+		action = DiskEIO
 	}
 	if s.DiskHook != nil {
 		if a := s.DiskHook(n.id, op, s.stats.DiskOps); a != DiskOK {
@@ -421,7 +433,7 @@ func (s *Sim) powerLoss(n *simNode) {
 	for attempt := 0; ; attempt++ {
 		d.fs = img
 		img.SetInjector(d.inject)
-		d.crashAt = 0
+		d.crashAt, d.eioAt = 0, 0
 		if attempt < maxRecoveryCrashes && s.diskFaults.DuringRecovery > 0 && s.diskRng.Float64() < s.diskFaults.DuringRecovery {
 			d.crashAt = d.ops + 1 + uint64(s.diskRng.IntN(8))
 		}

@@ -13,9 +13,14 @@ import (
 	"github.com/cairnkv/cairn/storage/vfs"
 )
 
-// -diskop=K runs TestWALCrashAtEveryDiskOp's scenario with the one crash
-// at disk operation K (the number a failure prints).
-var diskOpFlag = flag.Uint64("diskop", 0, "TestWALCrashAtEveryDiskOp: crash only at this disk operation")
+// -diskop=K runs TestWALCrashAtEveryDiskOp's scenario with its one crash
+// at disk operation K, and -recoveryop=J adds a second crash J operations
+// later (inside the recovery): the flags a failure's reproduction command
+// carries.
+var (
+	diskOpFlag     = flag.Uint64("diskop", 0, "TestWALCrashAtEveryDiskOp: crash only at this disk operation")
+	recoveryOpFlag = flag.Uint64("recoveryop", 0, "TestWALCrashAtEveryDiskOp: with -diskop=K, crash again at disk operation K+N (inside the recovery)")
+)
 
 // walScenarioOptions is the WAL-mode group the crash sweeps run: three
 // nodes, the smallest segments (a roll every few batches) and a snapshot
@@ -78,8 +83,8 @@ func walScenario(s *Sim) {
 // go on without losing anything acknowledged. A second sweep crashes the
 // recovery itself at each of its operations.
 //
-// Three seeds (one under the race detector) give three scenarios of about
-// 300 operations each: about 1,600 runs.
+// Three seeds (one under the race detector or -short) give three
+// scenarios of 260 to 300 operations each: about 1,500 runs.
 func TestWALCrashAtEveryDiskOp(t *testing.T) {
 	defaults := []uint64{1, 2, 3}
 	if raceEnabled || testing.Short() {
@@ -128,9 +133,10 @@ func crashSweep(t *testing.T, seed uint64) {
 		return
 	}
 	total := clean.Stats().DiskOps
-	// Recovery's own operations: crash at k, then again at k+j, for a
-	// stride of k (every k would repeat the first sweep's coverage of the
-	// operations themselves; what is new is the recovery's).
+	// The first sweep: one crash before each operation. The second:
+	// crash at k, then again at k+j, the j-th operation of the recovery
+	// (when the recovery has that many), for every fifth k; each k would
+	// mostly repeat the first sweep, what is new is the recovery's.
 	const recoveryOps, recoveryStride = 4, 5
 	type job struct{ crashAt []uint64 }
 	var jobs []job
@@ -186,8 +192,6 @@ func crashSweep(t *testing.T, seed uint64) {
 		t.Errorf("the sweep missed a case: %d torn tails, %d crashed recoveries, %d of %d cut writes kept", torn, recoveryCrashes, kept, cut)
 	}
 }
-
-var recoveryOpFlag = flag.Uint64("recoveryop", 0, "TestWALCrashAtEveryDiskOp: with -diskop=K, crash again at disk operation K+N (inside the recovery)")
 
 // A node whose WAL fails to write or sync (EIO) stops: the Sim treats a
 // storage error as a real driver must, as fatal, never as success. The

@@ -69,7 +69,7 @@ func TestRandomizedWAL(t *testing.T) {
 		n = min(n, 50)
 	}
 	var next atomic.Uint64
-	var ops, crashes, recoveryCrashes, torn, restarts, cut, cutKept atomic.Uint64
+	var ops, crashes, recoveryCrashes, torn, restarts, cut, cutKept, halts atomic.Uint64
 	var byKind [16]atomic.Uint64
 	workers := runtime.GOMAXPROCS(0)
 	t.Run("workers", func(t *testing.T) {
@@ -95,6 +95,7 @@ func TestRandomizedWAL(t *testing.T) {
 					restarts.Add(uint64(st.Restarts))
 					cut.Add(uint64(st.CutWrites))
 					cutKept.Add(uint64(st.CutWritesKept))
+					halts.Add(uint64(st.DiskHalts))
 					for k, c := range st.DiskCrashesBefore {
 						byKind[k].Add(uint64(c))
 					}
@@ -111,8 +112,8 @@ func TestRandomizedWAL(t *testing.T) {
 				kinds = append(kinds, fmt.Sprintf("%v %d", vfs.OpKind(k), c))
 			}
 		}
-		t.Logf("power losses by the operation they preceded: %s; %d cut a WAL write short, which survived whole %d times",
-			strings.Join(kinds, ", "), cut.Load(), cutKept.Load())
+		t.Logf("power losses by the operation they preceded: %s; %d cut a WAL write short, which survived whole %d times; %d halts on an injected EIO",
+			strings.Join(kinds, ", "), cut.Load(), cutKept.Load(), halts.Load())
 		if crashes.Load() == 0 || torn.Load() == 0 {
 			t.Errorf("the disk faults exercised nothing: %d power losses, %d torn tails", crashes.Load(), torn.Load())
 		}

@@ -111,7 +111,8 @@ func NewScheduleConfig(seed uint64) ScheduleConfig {
 // NewWALScheduleConfig draws a schedule like NewScheduleConfig (the same
 // shape for the same seed), run on WALStorage disks with power losses at
 // random disk operations: a few per node and run, some during recovery,
-// on top of the schedule's own crashes and targeted faults. Segments are
+// on top of the schedule's own crashes and targeted faults, and in a third
+// of them I/O errors, which halt a node until it restarts. Segments are
 // small and snapshots frequent, so that segment rolls, compactions,
 // snapshot files and their removal are all crashed in.
 func NewWALScheduleConfig(seed uint64) ScheduleConfig {
@@ -127,6 +128,9 @@ func NewWALScheduleConfig(seed uint64) ScheduleConfig {
 		CrashEvery:     40 + r.IntN(200),
 		DuringRecovery: 0.25,
 		RestartAfter:   r.IntN(10),
+	}
+	if r.IntN(3) == 0 {
+		o.DiskFaults.EIOEvery = 100 + r.IntN(400)
 	}
 	return c
 }

@@ -359,7 +359,13 @@ func (m *MemFS) parentLocked(op, name string) (*memNode, string, error) {
 
 // begin runs the injector for op and takes the lock. On success the caller
 // must unlock.
-func (m *MemFS) begin(op Op) error {
+func (m *MemFS) begin(op Op) error { return m.beginOn(op, nil) }
+
+// beginOn is begin for an operation on the open file or directory n: a
+// sync of it that the injector fails forfeits n's pending changes. (Not
+// the changes of whatever op.Path names now: the file may have been
+// renamed since it was opened, as every WAL segment is.)
+func (m *MemFS) beginOn(op Op, n *memNode) error {
 	m.mu.Lock()
 	if m.mu.crashed {
 		m.mu.Unlock()
@@ -377,8 +383,8 @@ func (m *MemFS) begin(op Op) error {
 		return &os.PathError{Op: op.Kind.String(), Path: op.Path, Err: ErrCrashed}
 	}
 	if injected != nil {
-		if op.Kind == OpSync || op.Kind == OpSyncDir {
-			m.forfeitLocked(op.Path)
+		if n != nil && (op.Kind == OpSync || op.Kind == OpSyncDir) {
+			forfeit(n)
 		}
 		m.mu.Unlock()
 		return &os.PathError{Op: op.Kind.String(), Path: op.Path, Err: injected}
@@ -386,13 +392,9 @@ func (m *MemFS) begin(op Op) error {
 	return nil
 }
 
-// forfeitLocked models a failed sync: the pending changes stay visible but
-// will never be made durable by a later sync.
-func (m *MemFS) forfeitLocked(name string) {
-	n, err := m.lookupLocked(name)
-	if err != nil {
-		return
-	}
+// forfeit models a failed sync of n: the pending changes stay visible but
+// will never be made durable by a later sync. The caller holds the lock.
+func forfeit(n *memNode) {
 	if n.dir {
 		n.dirPending = nil
 	} else {
@@ -685,7 +687,7 @@ func (f *memFile) Sync() error {
 	if f.n.dir {
 		kind = OpSyncDir
 	}
-	if err := f.fs.begin(Op{Kind: kind, Path: f.name}); err != nil {
+	if err := f.fs.beginOn(Op{Kind: kind, Path: f.name}, f.n); err != nil {
 		return err
 	}
 	defer f.fs.mu.Unlock()

@@ -199,6 +199,48 @@ func TestMemFailedSyncForfeitsData(t *testing.T) {
 	}
 }
 
+// TestMemFailedSyncForfeitsDataAfterRename: the forfeit applies to the file
+// synced, whatever name it was opened under. The WAL creates each segment
+// under a temporary name and renames it into place, so every sync of a
+// live segment goes through a handle whose name no longer exists (or,
+// worse, names another file).
+func TestMemFailedSyncForfeitsDataAfterRename(t *testing.T) {
+	m := NewMem(1)
+	f := newSyncedFile(t, m, "/f.tmp", []byte("0000"))
+	must(t, m.Rename("/f.tmp", "/f"))
+	must(t, SyncDir(m, "/"))
+	// Another file now lives under the old name, with a pending write of
+	// its own that the failed sync must not touch.
+	g, err := m.Create("/f.tmp")
+	must(t, err)
+	must(t, g.Sync())
+	must(t, SyncDir(m, "/"))
+	mustWrite(t, g, 0, []byte("gggg"))
+	mustWrite(t, f, 0, []byte("1111"))
+	fail := true
+	m.SetInjector(func(op Op) error {
+		if op.Kind == OpSync && fail {
+			fail = false
+			return syscall.EIO
+		}
+		return nil
+	})
+	if err := f.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Sync = %v, want EIO", err)
+	}
+	must(t, f.Sync())
+	must(t, g.Sync())
+	for range 20 {
+		c := m.CrashClone()
+		if got, _ := readAll(t, c, "/f"); string(got) != "0000" {
+			t.Fatalf("after a failed sync of a renamed file the lost write became durable: %q", got)
+		}
+		if got, _ := readAll(t, c, "/f.tmp"); string(got) != "gggg" {
+			t.Fatalf("a failed sync of another file forfeited this one's write: %q", got)
+		}
+	}
+}
+
 func TestMemInjectedWriteError(t *testing.T) {
 	m := NewMem(1)
 	f := newSyncedFile(t, m, "/f", []byte("ab"))
