@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates api/kvpb (Go) from api/proto (protobuf). The generated files
-# are committed; run this after changing a .proto and commit both.
+# Regenerates the Go packages of api/ from api/proto (protobuf):
+#   proto/cairn/kv/v1    -> kvpb    (the client API and the KV log commands)
+#   proto/cairn/raft/v1  -> raftpb  (peer traffic: Raft messages, snapshot chunks)
+# The generated files are committed; run this after changing a .proto and
+# commit both.
 #
 # Tools, pinned (change the versions here, then rerun):
 #   protoc              Debian's protobuf-compiler (apt-get install -y protobuf-compiler)
@@ -26,10 +29,18 @@ if [[ ! -x "$bin/protoc-gen-go" || ! -x "$bin/protoc-gen-go-grpc" ]]; then
 	GOBIN="$bin" go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@${PROTOC_GEN_GO_GRPC_VERSION}"
 fi
 
-rm -f kvpb/*.pb.go
-PATH="$bin:$PATH" protoc \
-	--proto_path=proto \
-	--go_out=. --go_opt=module=github.com/cairnkv/cairn/api \
-	--go-grpc_out=. --go-grpc_opt=module=github.com/cairnkv/cairn/api \
-	proto/cairn/kv/v1/*.proto
-echo "gen.sh: regenerated api/kvpb with $(protoc --version), protoc-gen-go ${PROTOC_GEN_GO_VERSION}, protoc-gen-go-grpc ${PROTOC_GEN_GO_GRPC_VERSION}"
+# Each proto package is compiled by itself (its files may import one
+# another), into the Go package its go_package option names.
+gen() {
+	local src=$1 out=$2
+	rm -f "$out"/*.pb.go
+	PATH="$bin:$PATH" protoc \
+		--proto_path=proto \
+		--go_out=. --go_opt=module=github.com/cairnkv/cairn/api \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/cairnkv/cairn/api \
+		"proto/$src"/*.proto
+	echo "gen.sh: regenerated api/$out from api/proto/$src"
+}
+gen cairn/kv/v1 kvpb
+gen cairn/raft/v1 raftpb
+echo "gen.sh: with $(protoc --version), protoc-gen-go ${PROTOC_GEN_GO_VERSION}, protoc-gen-go-grpc ${PROTOC_GEN_GO_GRPC_VERSION}"
