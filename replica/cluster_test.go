@@ -21,6 +21,7 @@ import (
 	"github.com/cairnkv/cairn/raft"
 	"github.com/cairnkv/cairn/replica"
 	"github.com/cairnkv/cairn/replica/memnet"
+	"github.com/cairnkv/cairn/storage/vfs"
 )
 
 // Every test stops what it starts; goleak fails the package otherwise.
@@ -143,6 +144,14 @@ type node struct {
 	clock *gatedClock
 	sm    *kv
 	r     *replica.Replica // nil while stopped
+
+	// A disk-backed node (newDiskCluster) keeps its durable state in a
+	// data directory on fs, its machine's disk, instead of log and snaps.
+	// disk is open while the node runs. bootstrap says whether its next
+	// start may bootstrap the group (true until its first start).
+	fs        *vfs.MemFS
+	disk      *replica.Disk
+	bootstrap bool
 }
 
 type cluster struct {
@@ -155,6 +164,9 @@ type cluster struct {
 	ids    []raft.NodeID
 	nodes  map[raft.NodeID]*node
 	tweak  func(*replica.Config)
+	// segmentSize is the WAL segment size of a disk-backed cluster; zero
+	// for an in-memory one.
+	segmentSize int64
 }
 
 // newCluster starts n replicas of a freshly bootstrapped group. tweak, if
@@ -199,12 +211,18 @@ func (c *cluster) start(id raft.NodeID) *replica.Replica {
 	}
 	sm := newKV()
 	ep := c.net.Endpoint(id)
+	var logStore replica.LogStore = nd.log
+	var snaps replica.SnapshotStore = nd.snaps
+	if nd.fs != nil {
+		d := c.openDisk(nd)
+		logStore, snaps = d.Log, d.Snapshots
+	}
 	cfg := replica.Config{
 		ID:           id,
 		Group:        7,
 		Raft:         raft.Config{ElectionTick: electionTick, HeartbeatTick: heartbeatTick},
-		Log:          nd.log,
-		Snapshots:    nd.snaps,
+		Log:          logStore,
+		Snapshots:    snaps,
 		StateMachine: sm,
 		Transport:    ep,
 		Ticks:        nd.clock,
@@ -215,6 +233,10 @@ func (c *cluster) start(id raft.NodeID) *replica.Replica {
 	}
 	r, err := replica.New(cfg)
 	if err != nil {
+		if nd.disk != nil {
+			nd.disk.Close()
+			nd.disk = nil
+		}
 		c.t.Fatalf("start node %d: %v", id, err)
 	}
 	c.mu.Lock()
@@ -232,6 +254,12 @@ func (c *cluster) stop(id raft.NodeID) {
 	if err := nd.r.Stop(); err != nil {
 		c.t.Errorf("node %d stopped with error: %v", id, err)
 	}
+	if nd.disk != nil {
+		if err := nd.disk.Close(); err != nil {
+			c.t.Errorf("node %d: close its log: %v", id, err)
+		}
+		nd.disk = nil
+	}
 	c.mu.Lock()
 	nd.r = nil
 	c.mu.Unlock()
@@ -241,6 +269,11 @@ func (c *cluster) close() {
 	for _, id := range c.ids {
 		if c.nodes[id] != nil && c.r(id) != nil {
 			c.stop(id)
+		}
+	}
+	for _, id := range c.ids {
+		if nd := c.nodes[id]; nd != nil && nd.disk != nil {
+			nd.disk.Close() // a node that stopped itself (a fatal error)
 		}
 	}
 	c.net.Close()

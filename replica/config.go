@@ -37,14 +37,34 @@ type Config struct {
 	// Ticks is the replica's clock. Required.
 	Ticks TickSource
 
-	// SnapshotEvery is how many entries the replica applies between two
-	// snapshots of its state machine; after each, it compacts its log.
+	// The compaction policy. After applying entries, the replica snapshots
+	// its state machine and compacts its log when either trigger fires:
+	// SnapshotEvery entries, or SnapshotBytes bytes of entry data, applied
+	// since the latest snapshot. Compaction keeps a margin of entries behind
+	// the snapshot, so that a follower a little behind catches up from the
+	// log rather than by a whole snapshot: the newest CompactionMargin
+	// entries, fewer if they hold more than CompactionMarginBytes of data.
+	//
+	// Together they bound the log, which the WAL holds both on disk and in
+	// memory: at most SnapshotEvery+CompactionMargin entries and about
+	// SnapshotBytes+CompactionMarginBytes of entry data (plus one applied
+	// batch of overshoot and the entries appended but not yet applied).
+	// docs/storage.md turns that into a bound on the WAL's segments.
+
+	// SnapshotEvery is how many applied entries trigger a snapshot.
 	// Default 10000.
 	SnapshotEvery uint64
+	// SnapshotBytes is how many bytes of applied entry data (Entry.Data)
+	// trigger a snapshot. Default 64 MiB.
+	SnapshotBytes uint64
 	// CompactionMargin is how many entries before a snapshot's index stay
-	// in the log after compaction, so that a follower a little behind
-	// catches up from the log rather than by a whole snapshot. Default 1000.
+	// in the log after compaction. Default SnapshotEvery/10. At most
+	// SnapshotEvery.
 	CompactionMargin uint64
+	// CompactionMarginBytes caps the entry data the margin keeps: the
+	// margin is the newest entries before the snapshot that fit in it.
+	// Default SnapshotBytes/8. At most SnapshotBytes.
+	CompactionMarginBytes uint64
 
 	// MaxProposalBatch bounds how many queued proposals the replica hands
 	// the core in one Propose call. Default 1024.
@@ -62,7 +82,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultSnapshotEvery    = 10000
-	DefaultCompactionMargin = 1000
+	DefaultSnapshotBytes    = 64 << 20
 	DefaultMaxProposalBatch = 1024
 	DefaultMaxStepBatch     = 256
 )
@@ -104,8 +124,20 @@ func (c *Config) Validate() error {
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = DefaultSnapshotEvery
 	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = DefaultSnapshotBytes
+	}
 	if c.CompactionMargin == 0 {
-		c.CompactionMargin = DefaultCompactionMargin
+		c.CompactionMargin = c.SnapshotEvery / 10
+	}
+	if c.CompactionMarginBytes == 0 {
+		c.CompactionMarginBytes = c.SnapshotBytes / 8
+	}
+	if c.CompactionMargin > c.SnapshotEvery {
+		bad("CompactionMargin %d exceeds SnapshotEvery %d: the margin would hold more of the log than a snapshot interval", c.CompactionMargin, c.SnapshotEvery)
+	}
+	if c.CompactionMarginBytes > c.SnapshotBytes {
+		bad("CompactionMarginBytes %d exceeds SnapshotBytes %d: the margin would hold more of the log than a snapshot interval", c.CompactionMarginBytes, c.SnapshotBytes)
 	}
 	if c.MaxProposalBatch == 0 {
 		c.MaxProposalBatch = DefaultMaxProposalBatch

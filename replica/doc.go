@@ -62,6 +62,8 @@
 //  2. Persist the snapshot metadata, entries and hard state in one atomic
 //     LogStore.Save, synced when MustSync says so. A crash inside it leaves
 //     the previous durable state, on which everything sent so far depends.
+//     If Save fails, see "Disk failures" below: a full disk holds the
+//     rest of the Ready back; anything else stops the replica.
 //  3. Send MessagesAfterPersist: granted votes, acknowledged appends, a
 //     candidate's vote requests. They vouch for what step 2 wrote, so a
 //     restarted node can never take back a vote (two leaders in one term)
@@ -75,11 +77,14 @@
 //     committed only after this step, when it is applied.
 //  5. Advance. The node may be called again only now.
 //
-// After Advance the replica may snapshot its state machine (every
-// Config.SnapshotEvery applied entries) and compact its log. The data is
-// durable in the SnapshotStore before the LogStore records the snapshot and
-// discards entries, so a crash in between leaves a stray snapshot, never a
-// log that starts after every snapshot.
+// After Advance the replica may snapshot its state machine and compact its
+// log, by the compaction policy (compaction.go, Config.SnapshotEvery and
+// its neighbours): a snapshot once SnapshotEvery entries or SnapshotBytes
+// of entry data have been applied since the last one; compaction keeps a
+// margin of entries behind it for followers a little behind. The data is
+// durable in the SnapshotStore before the LogStore records the snapshot
+// and discards entries, so a crash in between leaves a stray snapshot,
+// never a log that starts after every snapshot.
 //
 // An incoming snapshot's data is staged in the SnapshotStore by
 // StepSnapshot, on the transport's goroutine, before its MsgSnap is
@@ -101,4 +106,51 @@
 //
 // Reads wait in a registry keyed by index (a min-heap released as entries
 // apply); nothing polls.
+//
+// # On disk
+//
+// OpenDisk opens a replica's durable state from its data directory in one
+// call: the write-ahead log (storage/wal, which is a LogStore) and the
+// snapshot files (storage/snap), checked against each other, bootstrapping
+// a brand-new group when asked to. It refuses damaged data with an error
+// wrapping ErrDataCorrupt that names the file and offset (docs/storage.md
+// has the recovery rules and the repair path).
+//
+// # Disk failures
+//
+// A failed write or fsync (any LogStore error but a full disk) is fatal:
+// the replica cannot know what reached the disk, and after a failed fsync
+// the kernel may already have dropped the pages it covered, so retrying
+// could report success for data that is gone. The run goroutine stops at
+// once: it sends nothing more (so it acknowledges nothing more, and if it
+// led, its followers stop hearing heartbeats and elect another leader),
+// fails every pending call with ErrStopped wrapping the cause, and makes
+// the cause available from Err and Stop, wrapping ErrLogFailed and the
+// store's error. The server must then exit with that message and be
+// restarted: the restart reads back what the disk really holds, which the
+// recovery rules check. For example:
+//
+//	<-r.Done()
+//	if err := r.Err(); err != nil {
+//		logger.Error("replica failed; exiting", "err", err)
+//		os.Exit(1)
+//	}
+//
+// A full disk is not fatal (diskfull.go): nothing was written, so the
+// replica holds what it could not write and retries at every tick. It
+// sends nothing that vouches for the unwritten state (no acknowledgement,
+// no vote), applies only what its log holds, and keeps serving reads. A
+// leader refuses proposals at once with ErrNoSpace, keeps its leadership
+// (so a group whose every disk is full keeps serving linearizable reads),
+// and hands it to a follower once the followers have committed without it
+// everything it holds. When space is freed, the held writes go through and
+// proposals are accepted again.
+//
+// # Catch-up mode
+//
+// A replica that starts from an empty log store (joining a group, or
+// repaired by wiping its data directory) neither votes nor campaigns
+// until it has applied an entry of its leader's term: having forgotten its
+// votes and acknowledgements, it could otherwise help elect a leader that
+// lacks entries committed with its help (catchup.go).
 package replica

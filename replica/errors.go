@@ -49,6 +49,32 @@ var (
 	// message must arrive through StepSnapshot, with its data.
 	ErrSnapshotWithoutData = errors.New("replica: MsgSnap must be delivered with its data through StepSnapshot")
 
+	// ErrLogFailed is wrapped by the fatal error of a replica whose
+	// LogStore failed (a write or fsync error, say wal.ErrIO): it stopped,
+	// because it cannot know what reached the disk, and after a failed
+	// fsync the kernel may already have dropped the data. It is the cause
+	// that Stop and Err return and that every pending and later call's
+	// ErrStopped wraps. The process should exit with this error and be
+	// restarted: the restart reads back what the disk really holds.
+	ErrLogFailed = errors.New("replica: log store failed")
+
+	// ErrNoSpace is returned by Propose on a leader whose disk is full:
+	// the command was refused before it entered the log, and had no
+	// effect. Reads keep working, and proposals are accepted again as soon
+	// as the leader has written what it held when the disk filled up (it
+	// retries at every tick). A LogStore may also return it (or an error
+	// wrapping syscall.ENOSPC, as *wal.WAL does) from Save and Compact to
+	// say that nothing was written for lack of space.
+	ErrNoSpace = errors.New("replica: no space left on the device")
+
+	// ErrDataCorrupt is wrapped by OpenDisk's error when the data directory
+	// holds damaged data (a checksum failure before the log's tail, a gap
+	// between segments, a damaged snapshot, a snapshot the log needs but
+	// the directory lacks). The replica must not start on it: it could
+	// have acknowledged entries that are gone. The error names the file
+	// and offset; docs/storage.md gives the repair path.
+	ErrDataCorrupt = errors.New("replica: data directory is damaged")
+
 	// ErrInvalidConfig is wrapped by every error Config.Validate returns.
 	ErrInvalidConfig = errors.New("replica: invalid config")
 )

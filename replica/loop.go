@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/cairnkv/cairn/raft"
@@ -26,8 +27,10 @@ func (r *Replica) run() {
 func (r *Replica) loop() error {
 	for {
 		var ready chan struct{}
-		if r.node.HasReady() {
-			ready = r.ready // closed: selectable at once, in turn with the inputs
+		if r.node.HasReady() && r.tick >= r.full.retryAt {
+			// Closed: selectable at once, in turn with the inputs. While the
+			// disk is full, each Ready retries the write, once per tick.
+			ready = r.ready
 		}
 		select {
 		case <-r.stopc:
@@ -47,7 +50,7 @@ func (r *Replica) loop() error {
 		case <-ready:
 			if err := r.handleReady(); err != nil {
 				r.logger.Error("replica stopping on fatal error", "term", uint64(r.term), "err", err)
-				return fmt.Errorf("replica %d: %w", r.id, err)
+				return fmt.Errorf("replica %d of group %d: %w", r.id, r.cfg.Group, err)
 			}
 		}
 	}
@@ -60,6 +63,10 @@ func (r *Replica) shutdown(cause error) {
 	if cause != nil {
 		r.failErr = fmt.Errorf("%w: %w", ErrStopped, cause)
 	}
+	// A stopped replica leads nothing and follows no one: it sends no more
+	// heartbeats, so its group elects another leader if it led.
+	r.lead, r.role = raft.None, raft.Follower
+	r.publishLeader()
 	for idx, p := range r.proposals {
 		delete(r.proposals, idx)
 		for ; p != nil; p = p.older {
@@ -83,7 +90,10 @@ func (r *Replica) shutdown(cause error) {
 }
 
 func (r *Replica) onTick() {
-	r.node.Tick()
+	if !r.catchingUp {
+		// A replica catching up does not campaign (catchup.go).
+		r.node.Tick()
+	}
 	r.tick++
 	if len(r.reads) > 0 {
 		r.retryReads(false)
@@ -114,6 +124,11 @@ func (r *Replica) stepQueued(first raft.Message) {
 }
 
 func (r *Replica) step(m raft.Message) {
+	if r.catchingUp && (m.Type == raft.MsgVote || m.Type == raft.MsgPreVote) {
+		// A replica catching up does not vote (catchup.go).
+		r.logger.Debug("catching up: ignoring vote request", "term", uint64(r.term), "type", m.Type.String(), "from", uint64(m.From))
+		return
+	}
 	if err := r.node.Step(m); err != nil {
 		r.logger.Debug("dropped message", "term", uint64(r.term), "type", m.Type.String(), "from", uint64(m.From), "err", err)
 	}
@@ -136,7 +151,12 @@ drain:
 	for k, p := range batch {
 		cmds[k] = p.cmd
 	}
-	index, term, err := r.node.Propose(cmds...)
+	var index raft.Index
+	var term raft.Term
+	err := r.noSpaceRefusal()
+	if err == nil {
+		index, term, err = r.node.Propose(cmds...)
+	}
 	if err != nil {
 		err = r.proposeError(err)
 		for _, p := range batch {
@@ -158,6 +178,9 @@ drain:
 
 // proposeError translates the core's refusal of a proposal.
 func (r *Replica) proposeError(err error) error {
+	if errors.Is(err, ErrNoSpace) {
+		return err
+	}
 	if errors.Is(err, raft.ErrNotLeader) {
 		lead := r.lead
 		if lead == r.id {
@@ -283,7 +306,7 @@ func (r *Replica) handleReports() {
 // fatal: the replica stops.
 func (r *Replica) handleReady() error {
 	rd := r.node.Ready()
-	leadChanged := false
+	leadChanged, lead := false, r.lead
 	if ss := rd.SoftState; ss != nil {
 		leadChanged = ss.Lead != r.lead
 		r.lead, r.role = ss.Lead, ss.Role
@@ -298,44 +321,58 @@ func (r *Replica) handleReady() error {
 
 	// 2. Persist snapshot metadata, entries and hard state, atomically.
 	// A crash before this returns leaves the previous durable state, and
-	// nothing sent so far depends on the new one.
-	if err := r.cfg.Log.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
-		return fmt.Errorf("persist ready: %w", err)
+	// nothing sent so far depends on the new one. A full disk is not
+	// fatal: nothing was written, and the replica holds the rest of the
+	// Ready and retries (diskfull.go). Any other failure is: after a
+	// failed write or fsync the replica cannot know what the disk holds,
+	// so it stops, and the process restarts from what the disk really
+	// holds.
+	term := r.term
+	written, err := r.persist(&rd)
+	if err != nil {
+		return err
 	}
-	if !rd.HardState.IsEmpty() {
-		r.term = rd.HardState.Term
+	if !written {
+		if err := r.holdReady(&rd); err != nil {
+			return err
+		}
+		leadChanged = leadChanged || r.lead != lead
+	} else {
+		// 3. Send MessagesAfterPersist: votes granted, appends
+		// acknowledged, a candidate's vote requests. Each vouches for what
+		// step 2 wrote, so a restarted node can never take back a vote or
+		// lose an entry it acknowledged (which could elect two leaders in
+		// a term, or lose a committed entry).
+		r.send(rd.MessagesAfterPersist)
+
+		// 4. Restore the state machine from the snapshot, apply committed
+		// entries in order, then serve reads. Everything applied is
+		// durable (step 2 of this or an earlier Ready), so a restart finds
+		// a log that explains the state machine; it restores the latest
+		// snapshot and applies the committed entries after it again,
+		// which a deterministic state machine turns into the same state.
+		if rd.Snapshot != nil {
+			if err := r.installSnapshot(*rd.Snapshot); err != nil {
+				return err
+			}
+		}
+		if err := r.apply(rd.CommittedEntries); err != nil {
+			return err
+		}
+		r.serveReads(rd.ReadStates)
+		r.waits.release(r.applied)
+
+		// 5. Tell the core the Ready is done. Only now may the run
+		// goroutine call the node again.
+		r.node.Advance(rd)
 	}
 
-	// 3. Send MessagesAfterPersist: votes granted, appends acknowledged,
-	// a candidate's vote requests. Each vouches for what step 2 wrote, so
-	// a restarted node can never take back a vote or lose an entry it
-	// acknowledged (which could elect two leaders in a term, or lose a
-	// committed entry).
-	r.send(rd.MessagesAfterPersist)
-
-	if rd.SoftState != nil || !rd.HardState.IsEmpty() {
+	if rd.SoftState != nil || r.term != term {
 		r.publishLeader()
 	}
 	if rd.SoftState != nil {
 		r.logger.Info("leadership changed", "term", uint64(r.term), "role", r.role.String(), "lead", uint64(r.lead))
 	}
-
-	// 4. Restore the state machine from the snapshot, apply committed
-	// entries in order, then serve reads. Everything applied is durable
-	// (step 2 of this or an earlier Ready), so a restart finds a log that
-	// explains the state machine; it restores the latest snapshot and
-	// applies the committed entries after it again, which a deterministic
-	// state machine turns into the same state.
-	if rd.Snapshot != nil {
-		if err := r.installSnapshot(*rd.Snapshot); err != nil {
-			return err
-		}
-	}
-	if err := r.apply(rd.CommittedEntries); err != nil {
-		return err
-	}
-	r.serveReads(rd.ReadStates)
-	r.waits.release(r.applied)
 	if leadChanged && len(r.transfers) > 0 {
 		r.transfers = slices.DeleteFunc(r.transfers, func(tr *transfer) bool {
 			if r.lead != tr.to {
@@ -345,16 +382,13 @@ func (r *Replica) handleReady() error {
 			return true
 		})
 	}
-
-	// 5. Tell the core the Ready is done. Only now may the run goroutine
-	// call the node again.
-	r.node.Advance(rd)
-
 	if leadChanged && len(r.reads) > 0 {
 		r.retryReads(true)
 	}
-	r.maybeSnapshot()
-	return nil
+	if r.catchingUp {
+		r.maybeCaughtUp()
+	}
+	return r.maybeSnapshot()
 }
 
 // send hands messages to the transport, routing each MsgSnap with its
@@ -429,6 +463,7 @@ func (r *Replica) apply(ents []raft.Entry) error {
 			}
 			r.resolve(e, nil)
 			r.applied, r.appliedTerm = e.Index, e.Term
+			r.sinceSnapBytes += uint64(len(e.Data))
 			ents = ents[1:]
 			continue
 		}
@@ -447,6 +482,7 @@ func (r *Replica) apply(ents []raft.Entry) error {
 		}
 		for i := range run {
 			r.resolve(&run[i], results[i])
+			r.sinceSnapBytes += uint64(len(run[i].Data))
 		}
 		r.applied, r.appliedTerm = run[n-1].Index, run[n-1].Term
 	}
@@ -529,6 +565,12 @@ func (r *Replica) restoreStateMachine(meta raft.SnapshotMeta) error {
 		return fmt.Errorf("open snapshot %d: %w", meta.Index, err)
 	}
 	err = r.cfg.StateMachine.Restore(data)
+	if err == nil {
+		// Read to the end, whatever Restore left: a snapshot store verifies
+		// its checksum there (snap.Reader), and a restore from damaged
+		// data must fail, never go unnoticed.
+		_, err = io.Copy(io.Discard, data)
+	}
 	if cerr := data.Close(); err == nil {
 		err = cerr
 	}
@@ -536,51 +578,8 @@ func (r *Replica) restoreStateMachine(meta raft.SnapshotMeta) error {
 		return fmt.Errorf("state machine: restore snapshot %d: %w", meta.Index, err)
 	}
 	r.applied, r.appliedTerm, r.conf = meta.Index, meta.Term, meta.ConfState
-	r.snapIndex = meta.Index
+	r.snapIndex, r.sinceSnapBytes = meta.Index, 0
 	return nil
-}
-
-// maybeSnapshot snapshots the state machine every SnapshotEvery applied
-// entries and compacts the log behind it. Its data is durable in the
-// snapshot store before the log store records it and discards entries, so
-// a crash at any point leaves a log that starts at or before a snapshot
-// that exists. A failure is not fatal (the log merely grows); it is
-// retried after another SnapshotEvery entries.
-//
-// The snapshot is taken on the run goroutine, which pauses the group's
-// progress on this replica while it is written; a state machine with
-// copy-on-write snapshots will let it move off the run goroutine later.
-func (r *Replica) maybeSnapshot() {
-	if r.applied < r.snapIndex+raft.Index(r.cfg.SnapshotEvery) || r.applied < r.snapRetryAt {
-		return
-	}
-	meta := raft.SnapshotMeta{Index: r.applied, Term: r.appliedTerm, ConfState: r.conf}
-	if err := r.snapshot(meta); err != nil {
-		r.logger.Warn("snapshot failed", "term", uint64(r.term), "index", uint64(meta.Index), "err", err)
-		r.snapRetryAt = r.applied + raft.Index(r.cfg.SnapshotEvery)
-		return
-	}
-	r.logger.Debug("snapshot taken", "term", uint64(r.term), "index", uint64(meta.Index))
-}
-
-func (r *Replica) snapshot(meta raft.SnapshotMeta) error {
-	sink, err := r.cfg.Snapshots.Create(meta)
-	if err != nil {
-		return err
-	}
-	if err := r.cfg.StateMachine.Snapshot(sink); err != nil {
-		_ = sink.Cancel()
-		return fmt.Errorf("state machine: %w", err)
-	}
-	if err := sink.Close(); err != nil {
-		return err
-	}
-	compactTo := meta.Index - min(meta.Index, raft.Index(r.cfg.CompactionMargin))
-	if err := r.cfg.Log.Compact(meta, compactTo); err != nil {
-		return err
-	}
-	r.snapIndex = meta.Index
-	return r.cfg.Snapshots.Prune(meta.Index)
 }
 
 // publishLeader makes the run goroutine's view of leadership visible to

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 
 	"github.com/cairnkv/cairn/raft"
@@ -75,10 +76,23 @@ type Replica struct {
 	applied     raft.Index
 	appliedTerm raft.Term
 	conf        raft.ConfState
-	// snapIndex is the index of the latest local snapshot; snapRetryAt
-	// delays the next attempt after a failed one.
-	snapIndex   raft.Index
-	snapRetryAt raft.Index
+	// snapIndex is the index of the latest local snapshot, and
+	// sinceSnapBytes the entry data applied since. After a failed attempt,
+	// snapFailed is set and snapFailedIndex and snapFailedBytes say where
+	// it was, so that the next attempt waits for as much again.
+	snapIndex       raft.Index
+	sinceSnapBytes  uint64
+	snapFailed      bool
+	snapFailedIndex raft.Index
+	snapFailedBytes uint64
+	// starts counts the raft.Nodes this replica has created (a full disk
+	// restarts the core), so that each gets its own seed.
+	starts uint64
+	// catchingUp is set while a replica that started from an empty log
+	// must neither vote nor campaign (catchup.go).
+	catchingUp bool
+	// full is set while the disk is full (diskfull.go).
+	full fullDisk
 	// proposals are the pending proposals by index; several proposals of
 	// different terms may wait on one index (chained through older).
 	proposals  map[raft.Index]*Proposal
@@ -142,20 +156,14 @@ func New(cfg Config) (*Replica, error) {
 		}
 	}
 
-	rc := cfg.Raft
-	rc.ID = cfg.ID
-	rc.Storage = cfg.Log
-	rc.Applied = r.applied
-	if rc.Logger == nil {
-		// The core adds the node attribute itself.
-		rc.Logger = cfg.Logger.With(slog.Uint64("group", uint64(cfg.Group)))
+	if r.catchingUp, err = isEmptyLog(cfg.Log); err != nil {
+		return nil, fmt.Errorf("replica: read the log store: %w", err)
 	}
-	if err := rc.Validate(); err != nil {
+	if r.catchingUp {
+		r.logger.Info("starting from an empty log: neither voting nor campaigning until caught up with a leader")
+	}
+	if r.node, err = r.newNode(); err != nil {
 		return nil, err
-	}
-	r.electionTick = rc.ElectionTick
-	if r.node, err = raft.NewNode(rc); err != nil {
-		return nil, fmt.Errorf("replica: start node: %w", err)
 	}
 	st := r.node.Status()
 	r.lead, r.role, r.term = st.Lead, st.Role, st.Term
@@ -164,6 +172,40 @@ func New(cfg Config) (*Replica, error) {
 	r.ticks, r.cancelTicks = cfg.Ticks.Subscribe()
 	go r.run()
 	return r, nil
+}
+
+// newNode creates the Raft core from the log store and the state
+// machine's applied index: at start, and again after a full disk (which is
+// a restart of the core, see diskfull.go).
+func (r *Replica) newNode() (*raft.Node, error) {
+	rc := r.cfg.Raft
+	rc.ID = r.cfg.ID
+	rc.Storage = r.cfg.Log
+	rc.Applied = r.applied
+	if rc.Logger == nil {
+		// The core adds the node attribute itself.
+		rc.Logger = r.cfg.Logger.With(slog.Uint64("group", uint64(r.cfg.Group)))
+	}
+	if r.starts > 0 {
+		// Each start of a core needs its own seed (raft.Config.Seed): a
+		// given seed is varied deterministically, zero means random.
+		if rc.Seed != 0 {
+			rc.Seed += r.starts * 0x9e3779b97f4a7c15
+		}
+		for rc.Seed == 0 {
+			rc.Seed = rand.Uint64()
+		}
+	}
+	r.starts++
+	if err := rc.Validate(); err != nil {
+		return nil, err
+	}
+	r.electionTick = rc.ElectionTick
+	node, err := raft.NewNode(rc)
+	if err != nil {
+		return nil, fmt.Errorf("replica: start node: %w", err)
+	}
+	return node, nil
 }
 
 // ID returns the replica's node ID.
@@ -181,8 +223,22 @@ func (r *Replica) Stop() error {
 }
 
 // Done is closed when the replica has stopped, by Stop or by a fatal
-// error (which Stop then returns).
+// error (which Stop and Err then return).
 func (r *Replica) Done() <-chan struct{} { return r.done }
+
+// Err returns the fatal error that stopped the replica, once Done is
+// closed; nil while it runs, and after a plain Stop. A failed log store
+// gives an error wrapping ErrLogFailed and the store's own error (for
+// *wal.WAL, wal.ErrIO and the OS error). A server watches Done and, on a
+// fatal error, exits with it (see doc.go, "Disk failures").
+func (r *Replica) Err() error {
+	select {
+	case <-r.done:
+		return r.cause
+	default:
+		return nil
+	}
+}
 
 // Propose proposes cmd to the group and waits for its result: what the
 // state machine's Apply returned for it. The errors and what they mean for

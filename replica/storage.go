@@ -15,8 +15,14 @@ import (
 // embedded raft.Storage; the replica writes it, from its run goroutine only,
 // through Save and Compact.
 //
-// The storage work (a write-ahead log) implements it for disk; MemoryLogStore
-// is the in-memory implementation for tests.
+// *wal.WAL implements it for disk (OpenDisk opens one in a data
+// directory); MemoryLogStore is the in-memory implementation for tests.
+//
+// Errors. Save and Compact report a full disk with an error wrapping
+// ErrNoSpace or syscall.ENOSPC (as wal.ErrNoSpace errors do), and must then
+// have written nothing and changed nothing: the replica keeps running (see
+// doc.go, "A full disk"). Any other error is fatal: the replica stops with
+// an error wrapping ErrLogFailed and the cause.
 type LogStore interface {
 	raft.Storage
 
@@ -27,7 +33,8 @@ type LogStore interface {
 	// not empty) replaces the hard state. When sync is set, Save returns
 	// only once all of it is on stable storage.
 	//
-	// An error is fatal to the replica: it cannot know what was written.
+	// An error other than a full disk is fatal to the replica: it cannot
+	// know what was written.
 	Save(hs raft.HardState, ents []raft.Entry, snap *raft.SnapshotMeta, sync bool) error
 
 	// Compact records that the snapshot described by meta is durable in the
