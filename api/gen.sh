@@ -2,6 +2,7 @@
 # Regenerates the Go packages of api/ from api/proto (protobuf):
 #   proto/cairn/kv/v1    -> kvpb    (the client API and the KV log commands)
 #   proto/cairn/raft/v1  -> raftpb  (peer traffic: Raft messages, snapshot chunks)
+#   proto/cairn/admin/v1 -> adminpb (the operator API: node status, fault injection)
 # The generated files are committed; run this after changing a .proto and
 # commit both.
 #
@@ -43,4 +44,5 @@ gen() {
 }
 gen cairn/kv/v1 kvpb
 gen cairn/raft/v1 raftpb
+gen cairn/admin/v1 adminpb
 echo "gen.sh: with $(protoc --version), protoc-gen-go ${PROTOC_GEN_GO_VERSION}, protoc-gen-go-grpc ${PROTOC_GEN_GO_GRPC_VERSION}"

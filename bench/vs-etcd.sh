@@ -17,8 +17,8 @@
 # cluster, and finally prints throughput, p50, p99 and server CPU seconds per
 # 1,000 operations for each system, with the ratios cairn/etcd.
 #
-# The etcd side works today. The cairn side is behind the CAIRN HOOKS below
-# and reports "cairn: not built yet" until cmd/cairn has `server` and `bench`.
+# The cairn side is behind the CAIRN HOOKS below: it builds cmd/cairn, starts
+# three `cairn server` processes and drives them with `cairn bench`.
 #
 # Usage: bash bench/vs-etcd.sh     (from anywhere; needs Go; installs etcd)
 #
@@ -252,8 +252,8 @@ workload_clients() { # the value of --clients in FLAGS...
 }
 
 # ============================================================================
-# CAIRN HOOKS. Fill these in when cmd/cairn has `server` and `bench`; until
-# then cairn_build fails and the table says "cairn: not built yet".
+# CAIRN HOOKS. If cmd/cairn cannot be built (or lacks `bench`), cairn_build
+# fails and the table says why in cairn's columns.
 #
 # Contract: `cairn bench --target cairn` takes the workload flags of
 # loadgen.RegisterFlags (the same as bench/cmd/etcdbench), plus --endpoints,
@@ -285,23 +285,23 @@ cairn_build() {
 # CAIRN HOOK 2/3: start a 3-node cluster on 127.0.0.1, data in $WORK/cairn,
 # fsync on, and set CAIRN_PIDS and CAIRN_ENDPOINTS.
 cairn_start() {
-	local i c p peers=""
+	local i c p peers="" cluster_id
 	check_ports "$CAIRN_PORT_BASE"
 	for i in 1 2 3; do
-		p=$((CAIRN_PORT_BASE + 2 * (i - 1) + 1))
-		peers+="${peers:+,}$i=127.0.0.1:$p"
+		c=$((CAIRN_PORT_BASE + 2 * (i - 1)))
+		p=$((c + 1))
+		peers+="${peers:+,}$i=127.0.0.1:$p/127.0.0.1:$c"
 	done
+	cluster_id=$((($$ << 8) + RANDOM % 256 + 1))
 	CAIRN_ENDPOINTS=
 	mkdir -p "$WORK/cairn" "$OUT/logs"
 	for i in 1 2 3; do
 		c=$((CAIRN_PORT_BASE + 2 * (i - 1)))
-		p=$((c + 1))
 		CAIRN_ENDPOINTS+="${CAIRN_ENDPOINTS:+,}127.0.0.1:$c"
-		# TODO(cairn): these flags are a placeholder; use `cairn server`'s
-		# real ones (node id, client and peer listen addresses, peers, data
-		# dir). Keep fsync on.
-		"$BIN/cairn" server --id "$i" --listen "127.0.0.1:$c" --peer-listen "127.0.0.1:$p" \
-			--peers "$peers" --data-dir "$WORK/cairn/n$i" \
+		# Defaults otherwise: every WAL write is fsynced (cairn has no
+		# switch to turn that off), snapshot and timing settings as shipped.
+		"$BIN/cairn" server --id "$i" --cluster-id "$cluster_id" --peers "$peers" \
+			--data-dir "$WORK/cairn/n$i" --log-level warn \
 			>"$OUT/logs/cairn-n$i.log" 2>&1 &
 		PIDS+=($!)
 		CAIRN_PIDS+=($!)
