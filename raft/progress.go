@@ -120,6 +120,17 @@ func (p *progress) sentEntries(n int, last Index) {
 // backtracking). It reports whether next moved (false for stale
 // rejections).
 func (p *progress) maybeDecrTo(rejected, hint Index) bool {
+	if rejected == p.match && hint < p.match && p.match > 0 {
+		// The follower denies holding the very entry it acknowledged: it
+		// lost its log (a wiped data directory being rebuilt from its
+		// peers; Raft itself assumes durable storage). What it matched is
+		// unknown again, so probe from its hint. Lowering match is safe:
+		// the commit index never moves back.
+		p.match = 0
+		p.next = max(min(rejected, hint+1), 1)
+		p.probeSent = false
+		return true
+	}
 	if p.state == StateReplicate {
 		// In a pipeline only the rejection of the first inflight matters;
 		// any rejection at or below match is stale.

@@ -146,3 +146,43 @@ func TestHigherTermVoteRequestKeepsElectionTimer(t *testing.T) {
 		t.Fatalf("election timer = %d after a rejected vote request, want %d", f.r.electionElapsed, before)
 	}
 }
+
+// TestLeaderReprobesFollowerThatLostItsLog: a follower whose log was wiped
+// rejects the append at the index it once acknowledged, with a hint far
+// below. The leader must probe down from the hint instead of ignoring the
+// rejection as stale forever (the wiped follower would never catch up).
+func TestLeaderReprobesFollowerThatLostItsLog(t *testing.T) {
+	env := newTestCluster(t, 3, Config{})
+	l := env.node(1)
+	for range 5 {
+		if _, _, err := l.Propose([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		env.mustStabilize(t)
+	}
+	st := l.Status()
+	match := st.Progress[3].Match
+	if match != st.LastIndex {
+		t.Fatalf("follower 3 match = %d, want %d", match, st.LastIndex)
+	}
+	// Follower 3 lost everything but the bootstrap entry.
+	if err := l.Step(Message{Type: MsgAppResp, From: 3, To: 1, Term: st.Term, Index: match, Reject: true,
+		RejectHint: 1, LogTerm: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pr := l.Status().Progress[3]
+	if pr.Match != 0 || pr.Next > 2 || pr.State != StateProbe {
+		t.Fatalf("after the wiped follower's rejection: %+v, want match 0, next <= 2, probing", pr)
+	}
+	rd := l.Ready()
+	var probe *Message
+	for i, m := range rd.Messages {
+		if m.Type == MsgApp && m.To == 3 {
+			probe = &rd.Messages[i]
+		}
+	}
+	if probe == nil || probe.Index > 1 || len(probe.Entries) == 0 {
+		t.Fatalf("no append from index <= 2 to the wiped follower: %s", DescribeReady(rd))
+	}
+	l.Advance(rd)
+}

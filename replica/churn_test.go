@@ -64,11 +64,19 @@ func TestChurn(t *testing.T) {
 				}
 				r := c.r(target)
 				if r == nil {
-					// Crashed; find someone else, through a running replica.
-					target = c.ids[rng.IntN(len(c.ids))]
-					if r = c.r(target); r == nil {
+					// Crashed: try a running replica instead, waiting for
+					// one to start if none runs.
+					ids, changed := c.running()
+					if len(ids) > 0 {
+						target = ids[rng.IntN(len(ids))]
 						continue
 					}
+					select {
+					case <-changed:
+					case <-stop:
+						return
+					}
+					continue
 				}
 				key := fmt.Sprintf("g%d-%d", g, i)
 				pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)

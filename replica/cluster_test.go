@@ -156,14 +156,16 @@ type node struct {
 
 type cluster struct {
 	// mu guards the nodes' r and sm fields, for tests that start and stop
-	// nodes while other goroutines use them.
-	mu     sync.Mutex
-	t      testing.TB
-	net    *memnet.Network
-	ticker *replica.Ticker
-	ids    []raft.NodeID
-	nodes  map[raft.NodeID]*node
-	tweak  func(*replica.Config)
+	// nodes while other goroutines use them, and changed, which is closed
+	// and replaced whenever a node starts or stops.
+	mu      sync.Mutex
+	changed chan struct{}
+	t       testing.TB
+	net     *memnet.Network
+	ticker  *replica.Ticker
+	ids     []raft.NodeID
+	nodes   map[raft.NodeID]*node
+	tweak   func(*replica.Config)
 	// segmentSize is the WAL segment size of a disk-backed cluster; zero
 	// for an in-memory one.
 	segmentSize int64
@@ -241,6 +243,7 @@ func (c *cluster) start(id raft.NodeID) *replica.Replica {
 	}
 	c.mu.Lock()
 	nd.r, nd.sm = r, sm
+	c.changedLocked()
 	c.mu.Unlock()
 	ep.Attach(r)
 	return r
@@ -262,7 +265,33 @@ func (c *cluster) stop(id raft.NodeID) {
 	}
 	c.mu.Lock()
 	nd.r = nil
+	c.changedLocked()
 	c.mu.Unlock()
+}
+
+// changedLocked wakes whoever waits for a node to start or stop.
+func (c *cluster) changedLocked() {
+	if c.changed != nil {
+		close(c.changed)
+	}
+	c.changed = make(chan struct{})
+}
+
+// running returns the ids of the running nodes, and a channel closed when
+// the next node starts or stops.
+func (c *cluster) running() ([]raft.NodeID, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.changed == nil {
+		c.changed = make(chan struct{})
+	}
+	var ids []raft.NodeID
+	for _, id := range c.ids {
+		if c.nodes[id].r != nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, c.changed
 }
 
 func (c *cluster) close() {

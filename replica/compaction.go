@@ -74,7 +74,12 @@ func (r *Replica) snapshot(meta raft.SnapshotMeta) error {
 	if err := sink.Close(); err != nil {
 		return err
 	}
-	compactTo := r.compactionPoint(meta.Index)
+	// The log keeps every entry the state machine may lose in a crash:
+	// nothing above its durable index is discarded (restart.go starts a
+	// state machine that persists its applied index where it is, and the
+	// log must hold what follows). The snapshot bounds it too: compaction
+	// never passes meta.Index, which is durable in the snapshot store.
+	compactTo := min(r.compactionPoint(meta.Index), r.syncStateMachine())
 	if err := r.cfg.Log.Compact(meta, compactTo); err != nil {
 		if isNoSpace(err) {
 			return fmt.Errorf("record snapshot %d: %w", meta.Index, err)
@@ -86,6 +91,28 @@ func (r *Replica) snapshot(meta raft.SnapshotMeta) error {
 		r.logger.Warn("pruning snapshots", "term", uint64(r.term), "err", err)
 	}
 	return nil
+}
+
+// syncStateMachine makes the state machine's applied state durable, if it
+// persists lazily (Syncer), and returns the index up to which it is
+// durable: the log may be compacted no further. A failed Sync is not
+// fatal (the log is the source of truth, and still holds everything since
+// the last index the state machine made durable); the log is then
+// compacted no further than that index, and the next snapshot tries
+// again. A state machine without Syncer counts as durable up to applied.
+func (r *Replica) syncStateMachine() raft.Index {
+	s, ok := r.cfg.StateMachine.(Syncer)
+	if !ok {
+		return r.applied
+	}
+	idx, err := s.Sync()
+	if err != nil {
+		r.logger.Warn("state machine sync failed: the log is compacted no further than its last durable index",
+			"term", uint64(r.term), "durable", uint64(r.durable), "applied", uint64(r.applied), "err", err)
+		return r.durable
+	}
+	r.durable = max(r.durable, min(idx, r.applied))
+	return r.durable
 }
 
 // compactionPoint returns the index to compact the log to for a snapshot

@@ -21,8 +21,9 @@ type Config struct {
 	Group GroupID
 
 	// Raft configures the consensus core. Its ID, Storage and Applied are
-	// filled in by the replica (from ID, Log and the latest snapshot) and
-	// must be left zero; its Logger defaults to Logger.
+	// filled in by the replica (from ID, Log, and the state machine's
+	// applied index or the latest snapshot: see AppliedIndexer) and must
+	// be left zero; its Logger defaults to Logger.
 	Raft raft.Config
 
 	// Log is the durable Raft state. Required. For a brand-new group it
@@ -30,7 +31,9 @@ type Config struct {
 	Log LogStore
 	// Snapshots holds snapshot data. Required.
 	Snapshots SnapshotStore
-	// StateMachine is what the committed commands are applied to. Required.
+	// StateMachine is what the committed commands are applied to.
+	// Required. A state machine that persists its applied index should
+	// implement AppliedIndexer, and Syncer if it persists lazily.
 	StateMachine StateMachine
 	// Transport carries messages to peers. Required.
 	Transport Transport
@@ -104,7 +107,7 @@ func (c *Config) Validate() error {
 		bad("Raft.Storage is set from Log; leave it nil")
 	}
 	if c.Raft.Applied != 0 {
-		bad("Raft.Applied is set from the latest snapshot; leave it zero")
+		bad("Raft.Applied is set from the state machine's applied index or the latest snapshot; leave it zero")
 	}
 	if c.Log == nil {
 		bad("Log is required")

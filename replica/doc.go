@@ -23,6 +23,9 @@
 //	if _, err := r.ReadIndex(ctx); err == nil {
 //		v := kv.Get(key) // linearizable, on any replica
 //	}
+//	if _, err := r.LeaseRead(ctx); err == nil {
+//		v := kv.Get(key) // linearizable if clocks drift within bounds
+//	}
 //
 // # One goroutine
 //
@@ -37,20 +40,23 @@
 //	ReadIndex ─────┼──►  raft.Node   ───┼─► StateMachine.Apply / Restore
 //	Transfer, ─────┤   registries       └─► futures resolved
 //	Status         │
-//	reports ───────┘ (unreachable peers, snapshot outcomes)
+//	reports ───────┘ (unreachable peers, snapshot outcomes, waiters whose
+//	                  context ended)
 //
 // The run goroutine takes one input at a time, then drains whatever more
 // of the same kind is queued (all queued proposals become one
 // node.Propose call; all queued reads share one ReadIndex request), and
 // processes a Ready whenever the node has one. A replica starts no other
-// goroutine: not one per follower, not one per call. The loop is only a
+// long-lived goroutine: not one per follower, not one per call. The loop is only a
 // scheduler over handler methods, so a process hosting many groups can
 // later drive many replicas from a few goroutines the same way.
 //
 // The other goroutines that touch a replica are the callers (who block on
 // futures and ctx.Done, never on locks held by the run goroutine), the
-// transport's (which call Step and StepSnapshot, and report unreachable
-// peers through a mailbox that never blocks), and the tick source's.
+// transport's (which call Step, TryStep and StepSnapshot, and report
+// unreachable peers through a mailbox that never blocks), the tick
+// source's, and the short-lived ones context.AfterFunc starts to report a
+// waiter whose context ended (through the same mailbox).
 //
 // # The order of a Ready, and why a crash at any point is safe
 //
@@ -71,10 +77,11 @@
 //  4. Restore the state machine from the snapshot (if any), apply the
 //     committed entries in order, resolve the proposals they answer, and
 //     serve the reads whose index is now applied. Everything applied is
-//     durable, so a restart finds a log that explains the state machine:
-//     New restores the latest snapshot and the committed entries after it
-//     are applied again, to the same effect. A caller is told its command
-//     committed only after this step, when it is applied.
+//     durable in the log, so a restart finds a log that explains the state
+//     machine: New starts where the state machine is (see "Restart") and
+//     the committed entries after that are applied again, to the same
+//     effect. A caller is told its command committed only after this
+//     step, when it is applied.
 //  5. Advance. The node may be called again only now.
 //
 // After Advance the replica may snapshot its state machine and compact its
@@ -84,7 +91,9 @@
 // margin of entries behind it for followers a little behind. The data is
 // durable in the SnapshotStore before the LogStore records the snapshot
 // and discards entries, so a crash in between leaves a stray snapshot,
-// never a log that starts after every snapshot.
+// never a log that starts after every snapshot. A state machine that
+// persists lazily (Syncer) is synced first, and no entry past the index it
+// reports durable is discarded (see "Restart").
 //
 // An incoming snapshot's data is staged in the SnapshotStore by
 // StepSnapshot, on the transport's goroutine, before its MsgSnap is
@@ -94,18 +103,70 @@
 // # Futures
 //
 // A proposal is identified by the (index, term) at which the core appended
-// its entry. When the entry at that index is applied, the proposal gets
-// the state machine's result if the terms match, and ErrNotCommitted if
-// they do not (another leader's entry won the index; only one entry is
-// ever committed at an index, so the command will never apply). A proposal
-// is not failed merely because this replica's log was overwritten at its
-// index or its leadership lost: the entry may still commit through another
-// replica that holds it, so only the apply is conclusive. Stop fails every
-// pending future with ErrStopped (outcome unknown); a context that ends
-// returns ctx.Err() (outcome unknown), as a timed-out request always does.
+// its entry. It is settled by what this replica applies:
 //
-// Reads wait in a registry keyed by index (a min-heap released as entries
-// apply); nothing polls.
+//   - The entry at its index is applied: the proposal gets the state
+//     machine's result if the terms match, and ErrNotCommitted if they do
+//     not (another leader's entry won the index; only one entry is ever
+//     committed at an index, so the command will never apply).
+//   - An entry of a later term than the proposal's is applied at a lower
+//     index: ErrNotCommitted at once. Terms never decrease along the log
+//     (§5.3), so every committed entry after it has that later term or
+//     more, and the proposal's entry can be none of them. This is what
+//     settles the tail of a batch a cut-off leader accepted: the new
+//     leader commits its own entries over the first few indexes, and
+//     nobody need ever write at the others.
+//   - A snapshot from the leader is installed (index S, term T). A
+//     proposal at or below S, whose entry this replica will never apply
+//     itself, gets ErrNotCommitted if T is below its term (every entry
+//     the snapshot covers is older: not ours), and ErrOutcomeUnknown
+//     otherwise: its entry may be among those the snapshot covers, or may
+//     have been replaced, and the snapshot does not say which. A proposal
+//     after S with a term below T gets ErrNotCommitted, by the rule above.
+//
+// A proposal is not failed merely because this replica's log was
+// overwritten at its index or its leadership lost: the entry may still
+// commit through another replica that holds it, so only what is applied is
+// conclusive. Stop fails every pending future with ErrStopped (outcome
+// unknown); a context that ends returns ctx.Err() (outcome unknown), as a
+// timed-out request always does.
+//
+// # Reads
+//
+// ReadIndex learns the commit index from the leader, which confirms its
+// leadership with a round of heartbeats; LeaseRead skips the round while
+// the leader's lease holds (raft.Node.LeaseRead: check-quorum and a bound
+// on clock drift), and is a ReadIndex otherwise. ReadIndex calls that
+// arrive together share one request to the core, and every read waiting
+// on the leader joins the same heartbeat round; a read not answered
+// within an election timeout, or when leadership changes, is asked again
+// (as a ReadIndex). The caller then waits until this replica has applied
+// the index.
+//
+// Waiters (reads that have their index, and WaitApplied) wait in a
+// registry keyed by index, a min-heap released as entries apply; nothing
+// polls. A waiter whose context ends leaves the registry at once (a
+// context.AfterFunc reports it to the run goroutine), so a caller that
+// gives up on an index far ahead leaves nothing behind.
+//
+// # Restart
+//
+// New starts the replica where its state machine is (restart.go). An
+// in-memory state machine is empty after a restart: the replica restores
+// the log's latest snapshot, if any, and the core hands it the committed
+// entries after it. A state machine that persists its applied index with
+// its data (AppliedIndexer, as kv's Pebble engine does) is started at that
+// index (raft.Config.Applied) and is given only the committed entries
+// after it; the snapshot is restored only if the state machine is behind
+// it. A state machine ahead of its log (the log was wiped, the data kept)
+// is refused with ErrDataCorrupt.
+//
+// A state machine that persists lazily (Syncer: kv commits without fsync)
+// may lose its latest applies in a crash. That is safe because the log is
+// the source of truth: compaction syncs the state machine and never
+// discards an entry past the index it reports durable (nor past the
+// snapshot, which is durable in the snapshot store), so whatever a crash
+// takes from the state machine is applied again from the log.
 //
 // # On disk
 //

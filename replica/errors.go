@@ -22,8 +22,10 @@ var (
 
 	// ErrNotCommitted is returned for a proposal that was appended to the
 	// log but will never be applied: another leader's entry took its place
-	// (the entry at its index was overwritten, or committed with another
-	// term). The command had no effect; it is safe to propose it again.
+	// (the entry at its index was committed with another term), or an
+	// entry of a later term was committed before its index, so that no
+	// entry of its term can ever be committed there. The command had no
+	// effect; it is safe to propose it again.
 	ErrNotCommitted = errors.New("replica: proposal dropped: not committed")
 
 	// ErrOutcomeUnknown is returned for a proposal whose index was folded
@@ -73,6 +75,10 @@ var (
 	// the directory lacks). The replica must not start on it: it could
 	// have acknowledged entries that are gone. The error names the file
 	// and offset; docs/storage.md gives the repair path.
+	//
+	// New returns it too for a state machine that has applied entries its
+	// log does not hold (AppliedIndexer past the log's last index): the
+	// log was lost or replaced while the state machine kept its data.
 	ErrDataCorrupt = errors.New("replica: data directory is damaged")
 
 	// ErrInvalidConfig is wrapped by every error Config.Validate returns.

@@ -16,7 +16,10 @@ import (
 //     too much uncommitted data, ...): the error says why, and the command
 //     had no effect;
 //   - the entry entered the log but another leader's entry took its
-//     index: ErrNotCommitted, and the command had no effect;
+//     index, or an entry of a later term was committed before it:
+//     ErrNotCommitted, and the command had no effect;
+//   - its index was folded into a snapshot from the leader, which does
+//     not say whether the entry was ours: ErrOutcomeUnknown;
 //   - the replica stopped first: ErrStopped, and the outcome is unknown.
 //
 // The proposal is identified by the (index, term) its entry was appended
@@ -90,9 +93,20 @@ type waiter struct {
 	done  chan struct{}
 	// err is written by the run goroutine before done is closed.
 	err error
+
+	// Owned by the run goroutine. pos is 1 + w's position in the wait
+	// registry, or 0 while w is not in it. unwatch ends the watch on ctx
+	// that takes w out of the registry when ctx ends (see
+	// Replica.waitApplied).
+	pos     int
+	unwatch func() bool
 }
 
 func (w *waiter) finish(err error) {
+	if w.unwatch != nil {
+		w.unwatch()
+		w.unwatch = nil
+	}
 	w.err = err
 	close(w.done)
 }
@@ -116,23 +130,45 @@ type readBatch struct {
 
 // applyWaits is the wait registry: waiters keyed by the index the state
 // machine must reach, as a min-heap so that each apply releases the
-// waiters it satisfies in O(log n) each, with no polling.
+// waiters it satisfies in O(log n) each, with no polling. A waiter whose
+// context ends leaves it at once (remove), so the registry holds only
+// callers still waiting.
+//
+// Invariant: h[i].pos == i+1 for every i.
 type applyWaits []*waiter
 
 func (h applyWaits) Len() int           { return len(h) }
 func (h applyWaits) Less(i, j int) bool { return h[i].index < h[j].index }
-func (h applyWaits) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *applyWaits) Push(x any)        { *h = append(*h, x.(*waiter)) }
+func (h applyWaits) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].pos, h[j].pos = i+1, j+1
+}
+func (h *applyWaits) Push(x any) {
+	w := x.(*waiter)
+	w.pos = len(*h) + 1
+	*h = append(*h, w)
+}
 func (h *applyWaits) Pop() any {
 	old := *h
 	w := old[len(old)-1]
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
+	w.pos = 0
 	return w
 }
 
 // add registers w.
 func (h *applyWaits) add(w *waiter) { heap.Push(h, w) }
+
+// remove takes w out of the registry, if it is there, and reports whether
+// it was.
+func (h *applyWaits) remove(w *waiter) bool {
+	if w.pos == 0 {
+		return false
+	}
+	heap.Remove(h, w.pos-1)
+	return true
+}
 
 // release resolves every waiter whose index is at most applied.
 func (h *applyWaits) release(applied raft.Index) {

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,9 @@ func (r *Replica) loop() error {
 				r.logger.Error("replica stopping on fatal error", "term", uint64(r.term), "err", err)
 				return fmt.Errorf("replica %d of group %d: %w", r.id, r.cfg.Group, err)
 			}
+		}
+		if r.testHook != nil {
+			r.testHook()
 		}
 	}
 }
@@ -218,14 +222,33 @@ drain:
 	}
 }
 
-// waitApplied resolves w now if its index is applied, and registers it in
-// the wait registry otherwise.
+// waitApplied resolves w now if its index is applied (or its caller has
+// given up), and registers it in the wait registry otherwise. A
+// registered waiter leaves the registry as soon as its context ends: a
+// watch on the context reports it through the reports mailbox
+// (cancelWait), so a caller that gives up on an index far ahead (say
+// WaitApplied(ctx, 1<<40)) leaves nothing behind.
 func (r *Replica) waitApplied(w *waiter) {
 	if w.index <= r.applied {
 		w.finish(nil)
 		return
 	}
+	if err := w.ctx.Err(); err != nil {
+		w.finish(err)
+		return
+	}
 	r.waits.add(w)
+	w.unwatch = context.AfterFunc(w.ctx, func() { r.cancelWait(w) })
+}
+
+// dropCancelledWaits takes the waiters whose context ended out of the
+// wait registry. A waiter released meanwhile is no longer in it.
+func (r *Replica) dropCancelledWaits(ws []*waiter) {
+	for _, w := range ws {
+		if r.waits.remove(w) {
+			w.finish(w.ctx.Err())
+		}
+	}
 }
 
 func (r *Replica) issueRead(b *readBatch) {
@@ -288,10 +311,11 @@ func (r *Replica) handleReports() {
 	r.reports.Lock()
 	unreachable := r.reports.unreachable
 	snaps := r.reports.snapshots
+	cancelled := r.reports.cancelled
 	if len(unreachable) > 0 {
 		r.reports.unreachable = make(map[raft.NodeID]struct{})
 	}
-	r.reports.snapshots = nil
+	r.reports.snapshots, r.reports.cancelled = nil, nil
 	r.reports.Unlock()
 	for id := range unreachable {
 		r.node.ReportUnreachable(id)
@@ -299,6 +323,7 @@ func (r *Replica) handleReports() {
 	for _, s := range snaps {
 		r.node.ReportSnapshot(s.to, s.ok)
 	}
+	r.dropCancelledWaits(cancelled)
 }
 
 // handleReady processes one Ready in the order the core prescribes. Each
@@ -452,6 +477,13 @@ func (r *Replica) apply(ents []raft.Entry) error {
 	if len(ents) > 0 && ents[0].Index != r.applied+1 {
 		return fmt.Errorf("committed entries start at %d, but %d is applied (a bug in the core)", ents[0].Index, r.applied)
 	}
+	if term := r.appliedTerm; len(ents) > 0 {
+		defer func() {
+			if r.appliedTerm > term {
+				r.dropSuperseded()
+			}
+		}()
+	}
 	for len(ents) > 0 {
 		if e := &ents[0]; e.Type != raft.EntryNormal {
 			if e.Type == raft.EntryConfChange {
@@ -509,6 +541,53 @@ func (r *Replica) resolve(e *raft.Entry, result any) {
 	}
 }
 
+// dropSuperseded fails every pending proposal appended in a term before
+// the applied term: it can never commit. The committed log's terms never
+// decrease along the log (§5.3: an entry's term is at least its
+// predecessor's, on every log), so once an entry of term T is committed at
+// index j, every committed entry after j has a term of at least T; a
+// proposal's own index, when at most j, was resolved by its own entry
+// already (entries apply in order), so every proposal still pending sits
+// after j, where its older-term entry can never be the committed one.
+//
+// It runs whenever the applied term rises (a new leader's first entry,
+// once per election), so it costs O(pending) per leadership change. New
+// proposals carry the leader's current term, never below the applied one.
+//
+// Invariant: every pending proposal has index > applied and term >=
+// appliedTerm.
+func (r *Replica) dropSuperseded() {
+	for idx, p := range r.proposals {
+		var keep *Proposal
+		for p != nil {
+			next := p.older
+			if p.term < r.appliedTerm {
+				p.finish(nil, fmt.Errorf("%w: index %d was proposed in term %d, but an entry of term %d is committed before it (at %d)",
+					ErrNotCommitted, idx, p.term, r.appliedTerm, r.applied))
+			} else {
+				p.older, keep = keep, p
+			}
+			p = next
+		}
+		if keep == nil {
+			delete(r.proposals, idx)
+		} else {
+			r.proposals[idx] = reverseChain(keep)
+		}
+	}
+}
+
+// reverseChain reverses a chain of proposals linked through older.
+func reverseChain(p *Proposal) *Proposal {
+	var out *Proposal
+	for p != nil {
+		next := p.older
+		p.older, out = out, p
+		p = next
+	}
+	return out
+}
+
 // serveReads matches read states to their waiting reads.
 func (r *Replica) serveReads(states []raft.ReadState) {
 	for _, rs := range states {
@@ -535,7 +614,9 @@ func (r *Replica) installSnapshot(meta raft.SnapshotMeta) error {
 	// Proposals at or below the snapshot's index will never see their
 	// entry applied here. If the snapshot ends in an older term than a
 	// proposal's, every entry it covers is older than the proposal: not
-	// ours. Otherwise the proposal may be inside; we cannot tell.
+	// ours (ErrNotCommitted). Otherwise the proposal's entry may be among
+	// those the snapshot covers, committed, or may have been replaced;
+	// the snapshot does not say which (ErrOutcomeUnknown).
 	for idx, p := range r.proposals {
 		if idx > meta.Index {
 			continue
@@ -549,6 +630,10 @@ func (r *Replica) installSnapshot(meta raft.SnapshotMeta) error {
 			}
 		}
 	}
+	// Proposals after the snapshot's index from a term before the
+	// snapshot's can never commit: every committed entry after it has at
+	// least its term (dropSuperseded).
+	r.dropSuperseded()
 	if err := r.cfg.Snapshots.Prune(meta.Index); err != nil {
 		r.logger.Warn("pruning snapshots", "term", uint64(r.term), "err", err)
 	}

@@ -48,6 +48,9 @@ type Replica struct {
 		sync.Mutex
 		unreachable map[raft.NodeID]struct{}
 		snapshots   []snapshotReport
+		// cancelled are registered waiters whose context ended (each is
+		// reported once, by its context's AfterFunc).
+		cancelled []*waiter
 	}
 
 	// leader publishes what the run goroutine knows about leadership, for
@@ -101,6 +104,13 @@ type Replica struct {
 	waits      applyWaits
 	transfers  []*transfer
 	batch      []*Proposal // reused by propose
+	// durable is the highest index the state machine has reported durable
+	// (Syncer), the bound on log compaction (compaction.go).
+	durable raft.Index
+
+	// testHook, if set, runs on the run goroutine after each input or
+	// Ready it handles (tests only; set through a call).
+	testHook func()
 }
 
 // LeaderState is what a replica believes about its group's leadership.
@@ -118,11 +128,12 @@ type snapshotReport struct {
 	ok bool
 }
 
-// New starts a replica: it restores the state machine from the latest
-// snapshot in cfg.Snapshots (if the log has one), creates the Raft node
-// from cfg.Log, and starts the run goroutine. Entries committed after the
-// snapshot are applied again by the run goroutine. Stop the replica when
-// done with it.
+// New starts a replica: it finds where the state machine is (see
+// "Restart" in doc.go: the state machine's own applied index when it
+// persists one, else the latest snapshot, which it then restores), creates
+// the Raft node from cfg.Log starting there, and starts the run goroutine.
+// Entries committed after that point are applied again by the run
+// goroutine. Stop the replica when done with it.
 func New(cfg Config) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -146,14 +157,9 @@ func New(cfg Config) (*Replica, error) {
 	r.reports.unreachable = make(map[raft.NodeID]struct{})
 	r.leader.changed = make(chan struct{})
 
-	snap, err := cfg.Log.Snapshot()
+	err := r.findStart()
 	if err != nil {
-		return nil, fmt.Errorf("replica: read snapshot metadata: %w", err)
-	}
-	if !snap.IsEmpty() {
-		if err := r.restoreStateMachine(snap); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 
 	if r.catchingUp, err = isEmptyLog(cfg.Log); err != nil {
@@ -287,7 +293,9 @@ func (r *Replica) ReadIndex(ctx context.Context) (raft.Index, error) {
 	return r.submitWaiter(ctx, w)
 }
 
-// WaitApplied waits until the state machine has applied index.
+// WaitApplied waits until the state machine has applied index. If ctx
+// ends first, it returns ctx.Err(), and the replica forgets the wait at
+// once, however far ahead index is.
 func (r *Replica) WaitApplied(ctx context.Context, index raft.Index) error {
 	w := &waiter{ctx: ctx, index: index, done: make(chan struct{})}
 	_, err := r.submitWaiter(ctx, w)
@@ -363,6 +371,30 @@ func (r *Replica) Step(ctx context.Context, m raft.Message) error {
 	return r.enqueue(ctx, m)
 }
 
+// TryStep is Step that never blocks: it queues m if the inbound queue has
+// room and reports whether it did. It returns false, and m is dropped,
+// when the queue is full, the replica has stopped, or m is a MsgSnap
+// (which must come through StepSnapshot). A transport that multiplexes
+// many groups over one connection uses it so that one busy group drops
+// its own messages instead of holding up the others' (Raft tolerates lost
+// messages; the sender retries).
+func (r *Replica) TryStep(m raft.Message) bool {
+	if m.Type == raft.MsgSnap {
+		return false
+	}
+	select {
+	case <-r.done:
+		return false
+	default:
+	}
+	select {
+	case r.recvc <- m:
+		return true
+	default:
+		return false
+	}
+}
+
 // StepSnapshot hands the replica a MsgSnap and the snapshot's data, which
 // it copies from data into its SnapshotStore before it steps the message:
 // by the time the core decides to install the snapshot, the data is there
@@ -416,6 +448,15 @@ func (r *Replica) ReportUnreachable(peer raft.NodeID) {
 func (r *Replica) reportSnapshot(to raft.NodeID, ok bool) {
 	r.reports.Lock()
 	r.reports.snapshots = append(r.reports.snapshots, snapshotReport{to, ok})
+	r.reports.Unlock()
+	r.poke()
+}
+
+// cancelWait reports that the context of w, a registered waiter, ended.
+// It runs on the goroutine context.AfterFunc starts, and never blocks.
+func (r *Replica) cancelWait(w *waiter) {
+	r.reports.Lock()
+	r.reports.cancelled = append(r.reports.cancelled, w)
 	r.reports.Unlock()
 	r.poke()
 }

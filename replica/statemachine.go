@@ -34,3 +34,39 @@ type StateMachine interface {
 	// Snapshot wrote, read from r.
 	Restore(r io.Reader) error
 }
+
+// AppliedIndexer is implemented by a state machine that persists its
+// applied index with its data (as kv's Pebble engine does, in the same
+// atomic batch). AppliedIndex returns the index of the last entry whose
+// effects the state machine holds: after a restart, whatever survived.
+//
+// A replica whose state machine implements it starts there (see "Restart"
+// in doc.go): it neither restores a snapshot the state machine has already
+// passed nor hands Apply an entry at or below AppliedIndex again. Entries
+// that reach the state machine only through the replica (no-ops and
+// configuration entries) do not move AppliedIndex, so it may trail the
+// replica's own applied index by a few of them; they are simply handled
+// again after a restart.
+//
+// Only entries the replica handed to Apply, or a Restore, may move it;
+// it must never run ahead of them. It is called by New before the run
+// goroutine starts.
+type AppliedIndexer interface {
+	AppliedIndex() raft.Index
+}
+
+// Syncer is implemented by a state machine that persists what it applies
+// lazily (kv commits without fsync): its durable applied index may lag
+// AppliedIndex, and a crash may take it back to that durable index.
+// Sync makes everything applied so far durable and returns the applied
+// index that now is.
+//
+// The replica calls it, on its run goroutine, before it compacts its log,
+// and never discards an entry above the index it returned (compaction.go):
+// whatever a crash takes away from the state machine is still in the log
+// (or in the snapshot the log starts at) to be applied again. A state
+// machine that implements AppliedIndexer but not Syncer is taken to make
+// everything durable as it applies it.
+type Syncer interface {
+	Sync() (raft.Index, error)
+}

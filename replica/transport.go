@@ -12,9 +12,12 @@ import (
 // lost, duplicated and reordered messages.
 //
 // Inbound traffic goes the other way: the transport hands what it receives
-// to the destination replica's Step (or StepSnapshot for a MsgSnap), from
-// its own goroutines, and tells the sending replica about peers it cannot
-// reach with ReportUnreachable. Package replica/memnet is an in-memory
+// to the destination replica's Step or TryStep (StepSnapshot for a
+// MsgSnap), from its own goroutines, and tells the sending replica about
+// peers it cannot reach with ReportUnreachable. A transport that carries
+// many groups over one connection should use TryStep, so that a group
+// whose queue is full drops its own message instead of stalling the
+// others'. Package replica/memnet is an in-memory
 // Transport for tests.
 //
 // Snapshots are streamed, never held whole: package transport/snapxfer is

@@ -217,7 +217,6 @@ func TestWipedNodeRejoins(t *testing.T) {
 // follower rejects the same append forever. Skipped until the raft core
 // treats a rejection hint below Match as a follower that lost its log.
 func TestWipedNodeRejoinsFromLog(t *testing.T) {
-	t.Skip("known bug in the raft core: a leader never lowers Match for a wiped follower (reported)")
 	join := map[raft.NodeID]bool{}
 	c, lead := startCluster(t, testcluster.Options{Configure: func(cfg *server.Config) {
 		cfg.Join = join[cfg.NodeID]
