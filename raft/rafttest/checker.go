@@ -1,6 +1,8 @@
 package rafttest
 
 import (
+	"bytes"
+
 	"github.com/cairnkv/cairn/raft"
 )
 
@@ -26,10 +28,13 @@ import (
 //     index. apply and installSnapshot, against the one committed prefix.
 //   - Durability of commits (not lost across crashes): after every write to
 //     any disk, a quorum of durable logs holds the latest committed entry,
-//     and no node ever overwrites a committed entry it held.
+//     no node lacking it could still be elected (checkQuorumHolds), and no
+//     node ever overwrites a committed entry it held.
+//   - Linearizable reads: checkRead and serveReads.
 //
 // Liveness is checked by the tests and schedules that heal the network
-// (see Sim.CheckLiveness).
+// (see Sim.CheckLiveness), and at every tick by the liveness monitor where
+// it is on (see livenessMonitor).
 type checker struct {
 	leaders map[raft.Term]raft.NodeID
 	votes   map[voteKey]raft.NodeID
@@ -199,10 +204,27 @@ func (s *Sim) checkLeadersHold(i raft.Index) {
 	}
 }
 
-// checkQuorumHolds checks that a quorum of durable logs, crashed nodes'
-// included, holds the latest committed entry (and, by log matching, every
-// earlier one): a commit survives any crash of a minority, and so must
-// never depend on a disk write that has not happened.
+// checkQuorumHolds checks that the latest committed entry (and so, by log
+// matching, every earlier one) is safe in the durable logs, crashed nodes'
+// included, which is what a commit must survive:
+//
+//   - a quorum of them holds it, so it survives any crash of a minority
+//     and never depends on a disk write that has not happened;
+//   - no node that lacks it can still be elected: at most a minority of
+//     durable logs, its own included, is no more up-to-date (§5.4.1) than
+//     its own, so every quorum has a voter that refuses it.
+//
+// The second is the invariant behind leader completeness (§5.4.3), and it
+// holds at every step of a correct run: the latest committed entry K was
+// committed by counting the replicas of K itself, an entry of the leader's
+// term t (§5.4.2), so a quorum holds K and with it a last entry of term t
+// or later at an index of K or later. A node without K holds no entry of a
+// term after t (every leader after t holds K and appends after it) and no
+// entry of term t at or past K, so every member of that quorum is more
+// up-to-date than it. A core that commits an earlier term's entry by
+// counting replicas breaks it at once whenever a node with a later-term
+// entry lacks the committed one (Figure 8 (c)), whether or not the run
+// goes on to elect that node; other checks see the bug only then.
 func (s *Sim) checkQuorumHolds() {
 	c := &s.check
 	i := c.maxCommitted
@@ -212,18 +234,51 @@ func (s *Sim) checkQuorumHolds() {
 	}
 	holders := 0
 	for _, n := range s.nodes[1:] {
-		if ch, ok := n.log.chainAt(i); ok && ch == rec.chain {
-			holders++
-		} else if n.log.offset > i {
-			// Compacted past it: the snapshot at offset was taken from a
-			// state machine that applied the committed prefix (checked
-			// when it was applied or installed).
+		if n.holds(i, rec.chain) {
 			holders++
 		}
 	}
 	if holders < s.quorum() {
 		s.fail("committed entry %d (term %d) is held by only %d durable logs; a quorum is %d", i, rec.term, holders, s.quorum())
+		return
 	}
+	if holders == len(s.nodes)-1 {
+		return
+	}
+	for _, n := range s.nodes[1:] {
+		if n.holds(i, rec.chain) {
+			continue
+		}
+		lastTerm, last := n.log.lastTerm(), n.log.last()
+		electors := 0
+		for _, v := range s.nodes[1:] {
+			if v.log.notAfter(lastTerm, last) {
+				electors++
+			}
+		}
+		if electors >= s.quorum() {
+			var ids []raft.NodeID
+			for _, v := range s.nodes[1:] {
+				if v.log.notAfter(lastTerm, last) {
+					ids = append(ids, v.id)
+				}
+			}
+			s.fail("committed entry %d (term %d) can be lost: node %d does not hold it, yet its durable log (last entry %d/%d) is at least as up-to-date as those of %v, a quorum, which can elect it (Figure 8: an entry of an earlier term committed by counting replicas?)",
+				i, rec.term, n.id, lastTerm, last, ids)
+			return
+		}
+	}
+}
+
+// holds reports whether n's durable log holds the committed entry at i
+// (with chain hash chain), or has compacted past it: the snapshot at the
+// compaction point was taken from a state machine that applied the
+// committed prefix (checked when it was applied or installed).
+func (n *simNode) holds(i raft.Index, chain uint64) bool {
+	if ch, ok := n.log.chainAt(i); ok {
+		return ch == chain
+	}
+	return n.log.offset > i
 }
 
 // checkApplied runs after node n's state machine applied e (its chain hash
@@ -259,7 +314,9 @@ func (s *Sim) checkCommittedPrefix(n *simNode, i raft.Index, t raft.Term, chain 
 	}
 }
 
-// checkRead runs when node n answers a ReadIndex request.
+// checkRead runs when node n answers a read (ReadIndex or LeaseRead): the
+// read point must be at least every index committed when the read was
+// asked. The read then waits for n's state machine (see serveReads).
 func (s *Sim) checkRead(n *simNode, rs raft.ReadState) {
 	r, ok := s.reads[rs.ID]
 	if !ok {
@@ -271,12 +328,57 @@ func (s *Sim) checkRead(n *simNode, rs raft.ReadState) {
 		return
 	}
 	if rs.Index < r.MinIndex {
-		s.fail("linearizability: node %d answered read %d (asked at tick %d) with index %d, but entry %d was already committed when it was asked",
-			n.id, rs.ID, r.Tick, rs.Index, r.MinIndex)
+		s.fail("linearizability: node %d answered %s %d (asked at tick %d) with index %d, but entry %d was already committed when it was asked",
+			n.id, r.kind(), rs.ID, r.Tick, rs.Index, r.MinIndex)
 		return
 	}
-	if !r.Answered {
-		r.Answered, r.Index, r.AnsweredTick = true, rs.Index, s.now
+	if r.Answered {
+		return
+	}
+	r.Answered, r.Index, r.AnsweredTick = true, rs.Index, s.now
+	r.Immediate = n.readies == r.readies+1
+	n.reads = append(n.reads, r)
+}
+
+// serveReads serves the reads node n answered whose read point its state
+// machine has reached, as a driver does, and checks the state each is
+// served from: it is the committed prefix up to where n has applied
+// (checked as entries are applied) and holds the latest write acknowledged
+// before the read was asked, with its data.
+func (s *Sim) serveReads(n *simNode) {
+	k := 0
+	for _, r := range n.reads {
+		if r.Index > n.sm.Applied {
+			n.reads[k] = r
+			k++
+			continue
+		}
+		r.Served, r.ServedApplied = true, n.sm.Applied
+		if r.AckedIndex > 0 {
+			if v, ok := n.sm.valueAt(r.AckedIndex); !ok || !bytes.Equal(v, r.AckedData) {
+				s.fail("linearizability: node %d served %s %d (asked at tick %d, read point %d) from a state machine at %d that lacks write %q, acknowledged at index %d before the read was asked",
+					n.id, r.kind(), r.ID, r.Tick, r.Index, n.sm.Applied, r.AckedData, r.AckedIndex)
+				return
+			}
+		}
+	}
+	clear(n.reads[k:])
+	n.reads = n.reads[:k]
+}
+
+func (r *Read) kind() string {
+	if r.Lease {
+		return "lease read"
+	}
+	return "read"
+}
+
+// noteApplied runs after node n applied e: if n is the leader that
+// appended e (of e's term), applying it is when a driver acknowledges the
+// write to its client.
+func (s *Sim) noteApplied(n *simNode, e *raft.Entry) {
+	if e.Type == raft.EntryNormal && e.Index > s.lastAcked && s.check.leaders[e.Term] == n.id {
+		s.lastAcked, s.lastAckedData = e.Index, e.Data
 	}
 }
 

@@ -81,6 +81,7 @@ func (s *Sim) Proposals() []Proposal { return s.proposals }
 func (s *Sim) Campaign(id raft.NodeID) {
 	defer s.recoverPanic()
 	if n := s.nodes[id]; n.alive {
+		s.disturb()
 		n.rn.Campaign()
 	}
 }
@@ -93,22 +94,54 @@ func (s *Sim) TransferLeadership(from, to raft.NodeID) error {
 		return fmt.Errorf("node %d is down", from)
 	}
 	s.Note("transfer leadership %d -> %d", from, to)
+	s.disturb()
 	return n.rn.TransferLeadership(to)
 }
 
 // ReadIndex asks node id for a linearizable read point and returns the
 // request, which records the answer once it comes (checked against every
-// write committed before the request).
-func (s *Sim) ReadIndex(id raft.NodeID) *Read {
+// write committed before the request) and the state it was served from.
+func (s *Sim) ReadIndex(id raft.NodeID) *Read { return s.read(id, false) }
+
+// LeaseRead is ReadIndex through raft.Node.LeaseRead: a leader whose lease
+// holds answers at once, without a heartbeat round. The Sim's clocks are
+// perfect, so its answers are held to exactly the same standard.
+func (s *Sim) LeaseRead(id raft.NodeID) *Read { return s.read(id, true) }
+
+func (s *Sim) read(id raft.NodeID, lease bool) *Read {
 	defer s.recoverPanic()
 	s.nextRead++
-	r := &Read{ID: s.nextRead, Node: id, Tick: s.now, MinIndex: s.check.maxCommitted}
+	r := &Read{ID: s.nextRead, Node: id, Lease: lease, Tick: s.now, MinIndex: s.check.maxCommitted,
+		AckedIndex: s.lastAcked, AckedData: s.lastAckedData}
 	s.reads[r.ID] = r
 	if n := s.nodes[id]; n.alive {
-		s.record(traceEvent{kind: evRead, node: id, a: uint64(r.ID)})
-		n.rn.ReadIndex(r.ID)
+		r.readies = n.readies
+		kind := "read"
+		if lease {
+			kind = "lease read"
+			n.rn.LeaseRead(r.ID)
+		} else {
+			n.rn.ReadIndex(r.ID)
+		}
+		s.record(traceEvent{kind: evRead, node: id, a: uint64(r.ID), note: kind})
 	}
 	return r
+}
+
+// ReadStats counts the reads asked so far: all of them, the lease reads,
+// and the lease reads a leader answered from its lease (see
+// Read.Immediate).
+func (s *Sim) ReadStats() (reads, lease, fromLease int) {
+	for _, r := range s.reads {
+		reads++
+		if r.Lease {
+			lease++
+			if r.Immediate {
+				fromLease++
+			}
+		}
+	}
+	return reads, lease, fromLease
 }
 
 // Leader returns the live node that leads in the highest term, or None. A

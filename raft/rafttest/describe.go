@@ -187,7 +187,7 @@ func (e *traceEvent) String() string {
 	case evPropose:
 		return p + fmt.Sprintf("propose %d: index %d term %d %s", e.node, e.a, e.b, e.note)
 	case evRead:
-		return p + fmt.Sprintf("read    %d: id %d", e.node, e.a)
+		return p + fmt.Sprintf("%-7s %d: id %d", e.note, e.node, e.a)
 	case evSnapshot:
 		return p + fmt.Sprintf("snap    %d: at %d", e.node, e.a)
 	case evNote:

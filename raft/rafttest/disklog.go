@@ -37,6 +37,22 @@ func (l *diskLog) chainAt(i raft.Index) (uint64, bool) {
 	return l.chains[i-l.offset-1], true
 }
 
+// lastTerm returns the term of the last entry (or of the compaction point).
+func (l *diskLog) lastTerm() raft.Term {
+	if n := len(l.terms); n > 0 {
+		return l.terms[n-1]
+	}
+	return l.offsetTerm
+}
+
+// notAfter reports whether the log is no more up-to-date (§5.4.1) than a
+// log whose last entry is (term, index): a node holding it would vote for
+// a candidate with that last entry.
+func (l *diskLog) notAfter(term raft.Term, index raft.Index) bool {
+	t := l.lastTerm()
+	return t < term || t == term && l.last() <= index
+}
+
 // termAt returns the term of entry i, if the log holds it.
 func (l *diskLog) termAt(i raft.Index) (raft.Term, bool) {
 	switch {

@@ -165,6 +165,73 @@ func TestCheckQuorum(t *testing.T) {
 	}
 }
 
+// The check-quorum lease on votes (thesis §4.2.3, §6.2): a follower that
+// heard from the leader within an election timeout ignores vote requests.
+// Pre-vote is off, so a node cut off from the leader for many election
+// timeouts climbs through one term after another; when it can reach the
+// group again, its vote requests (of a much later term, and with a stale
+// log: the group committed writes meanwhile) must neither move a member of
+// the healthy majority to a new term nor depose its leader. Without the
+// lease, every member that sees such a request adopts its term, and the
+// leader falls with the first heartbeat answered in that term.
+//
+// The node gets back in two ways: "deaf", its messages reach everyone but
+// nothing reaches it; "around-the-leader", it and the followers hear each
+// other but it and the leader do not. (A node fully reconnected answers the
+// leader's next heartbeat, of a lower term, with its own later term, and
+// the leader steps down by design, with the lease or without; pre-vote is
+// what spares the group that: see TestPreVote.)
+func TestCheckQuorumVoteLease(t *testing.T) {
+	for _, mode := range []string{"deaf", "around-the-leader"} {
+		t.Run(mode, func(t *testing.T) {
+			for _, seed := range seeds(1, 2, 3) {
+				s := newSim(t, seed, Options{Nodes: 5, DisablePreVote: true})
+				l := waitLeader(s)
+				s.Agree(val("a"), 5, liveness)
+				term := s.Status(l).Term
+				f := except(s, l)[0]
+				majority := except(s, f)
+				s.Isolate(f)
+				for i := range 10 {
+					if _, _, err := s.Propose(l, val("b%d", i)); err != nil {
+						s.Fatalf("propose to %d: %v", l, err)
+					}
+					s.Run(et)
+				}
+				if got := s.Status(f).Term; got < term+5 {
+					s.Fatalf("node %d, cut off for 10 election timeouts without pre-vote, is at term %d; want well past %d", f, got, term)
+				}
+				changes := s.Stats().LeaderChanges
+				s.Note("node %d returns (%s) at term %d", f, mode, s.Status(f).Term)
+				for _, o := range majority {
+					if mode == "deaf" || o != l {
+						s.Link(f, o)
+					}
+					if mode == "around-the-leader" && o != l {
+						s.Link(o, f)
+					}
+				}
+				for range 5 * et {
+					s.Tick()
+					for _, id := range majority {
+						if got := s.Status(id).Term; got != term {
+							s.Fatalf("node %d of the healthy majority moved from term %d to %d: node %d's vote requests were not ignored", id, term, got, f)
+						}
+					}
+				}
+				if got := s.LeaderAmong(majority); got != l || s.Stats().LeaderChanges != changes {
+					s.Fatalf("leader of the majority is %d after %d leader changes; want %d still leading", got, s.Stats().LeaderChanges-changes, l)
+				}
+				// The majority still commits.
+				idx, tm, err := s.Propose(l, val("c"))
+				if err != nil || !s.RunUntil(et, func() bool { return s.IsCommitted(idx, tm) }) {
+					s.Fatalf("proposal to %d not committed (%v)", l, err)
+				}
+			}
+		})
+	}
+}
+
 // Without check-quorum, nothing makes a cut-off leader step down.
 func TestWithoutCheckQuorumIsolatedLeaderStays(t *testing.T) {
 	s := newSim(t, 1, Options{Nodes: 3, DisableCheckQuorum: true})

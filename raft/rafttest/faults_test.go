@@ -45,7 +45,7 @@ func TestTargetedFaults(t *testing.T) {
 // fault aims at: frequent elections (campaigns, transfers, partitions), a
 // busy log with snapshots and lagging followers, and that one fault.
 func targetedConfig(seed uint64, f Fault) ScheduleConfig {
-	c := NewScheduleConfig(seed)
+	c := newChaosScheduleConfig(seed)
 	c.Options.Faults = []Fault{f}
 	c.Options.SnapshotEvery, c.Options.SnapshotKeep = 5, int(seed%3)
 	c.Ticks = 120
@@ -54,6 +54,7 @@ func targetedConfig(seed uint64, f Fault) ScheduleConfig {
 	c.PNet = 0.05
 	c.PCampaign = 0.03
 	c.PTransfer = 0.02
+	c.PCalm = 0 // calm would pause the fault
 	return c
 }
 

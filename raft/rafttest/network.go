@@ -270,7 +270,12 @@ func (s *Sim) deliverReport() {
 }
 
 // SetNet changes how unreliable the network is.
-func (s *Sim) SetNet(o NetOptions) { s.net.opts = o }
+func (s *Sim) SetNet(o NetOptions) {
+	if o != s.net.opts {
+		s.disturb()
+	}
+	s.net.opts = o
+}
 
 // Cut drops every message from → to (one way) until healed.
 func (s *Sim) Cut(from, to raft.NodeID) {

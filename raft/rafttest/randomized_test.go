@@ -26,24 +26,38 @@ func TestRandomized(t *testing.T) {
 	if testing.Short() {
 		n = min(n, 200)
 	}
-	var next atomic.Uint64
+	var next, checks, leaseReads, fromLease atomic.Uint64
+	var worst atomic.Int64
 	workers := runtime.GOMAXPROCS(0)
-	for w := range workers {
-		t.Run(fmt.Sprintf("worker%d", w), func(t *testing.T) {
-			t.Parallel()
-			for {
-				seed := next.Add(1)
-				if seed > uint64(n) {
-					return
+	t.Run("workers", func(t *testing.T) {
+		for w := range workers {
+			t.Run(fmt.Sprintf("worker%d", w), func(t *testing.T) {
+				t.Parallel()
+				for {
+					seed := next.Add(1)
+					if seed > uint64(n) {
+						return
+					}
+					c := NewScheduleConfig(seed)
+					c.Options.ReproRun = "^TestRandomized$"
+					s := RunSchedule(t, c)
+					if t.Failed() {
+						return
+					}
+					k, w := s.LivenessStats()
+					checks.Add(uint64(k))
+					for old := worst.Load(); int64(w) > old && !worst.CompareAndSwap(old, int64(w)); old = worst.Load() {
+					}
+					_, lease, served := s.ReadStats()
+					leaseReads.Add(uint64(lease))
+					fromLease.Add(uint64(served))
 				}
-				c := NewScheduleConfig(seed)
-				c.Options.ReproRun = "^TestRandomized$"
-				RunSchedule(t, c)
-				if t.Failed() {
-					return
-				}
-			}
-		})
+			})
+		}
+	})
+	if !t.Failed() {
+		t.Logf("%d schedules; the liveness monitor made %d checks; the slowest healthy quorum took %d ticks to elect a leader that committed; %d of %d lease reads were served from the lease",
+			n, checks.Load(), worst.Load(), fromLease.Load(), leaseReads.Load())
 	}
 }
 

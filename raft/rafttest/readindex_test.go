@@ -132,3 +132,161 @@ func TestReadIndexStaleAnswerAfterFollowerRestart(t *testing.T) {
 		s.Fatalf("read %d on restarted follower %d never answered", fresh.ID, f)
 	}
 }
+
+// A lease read (thesis §6.4.1) is served by the leader alone, without a
+// heartbeat round, while a majority's promise not to vote holds. A
+// follower that restarts has forgotten that it heard from the leader, so
+// for its first election timeout it must keep the promise anyway (the
+// core's startup quiet period). The scenario: in a group of three, f acks
+// the leader's heartbeats (the leader's lease rests on f) while c is cut
+// off from the leader but not from f. f crashes and restarts at once, and
+// c asks it for its vote right away. Had f granted it, c would lead a new
+// term and commit a write with f, while the old leader, its lease still
+// running, answered a lease read without that write: a stale read. The
+// Sim's clocks are perfect, so no lease read may ever be stale.
+func TestLeaseReadRestartQuietPeriod(t *testing.T) {
+	for _, seed := range seeds(1, 2, 3) {
+		s := newSim(t, seed, Options{Nodes: 3})
+		l := waitLeader(s)
+		s.Agree(val("a"), 3, liveness)
+		f, c := except(s, l)[0], except(s, l)[1]
+		s.Cut(l, c)
+		s.Cut(c, l)
+		s.Run(3) // l's lease is renewed by f's acks
+
+		s.Crash(f)
+		s.Restart(f)
+		s.Campaign(c)
+		s.Settle()
+		if nl := s.LeaderAmong([]raft.NodeID{f, c}); nl != raft.None {
+			// A broken core: c won. Commit a write in its term, then read.
+			idx, term, err := s.Propose(nl, val("w"))
+			s.Settle()
+			s.Note("node %d leads %d (a write at %d/%d, %v) while %d still holds its lease", nl, s.Status(nl).Term, term, idx, err, l)
+		}
+		hb := s.Stats().Sent[raft.MsgHeartbeat]
+		r := s.LeaseRead(l)
+		s.Settle()
+		if !r.Answered || s.Stats().Sent[raft.MsgHeartbeat] != hb {
+			s.Fatalf("lease read on leader %d was not answered from its lease (answered %v, %d heartbeats sent)",
+				l, r.Answered, s.Stats().Sent[raft.MsgHeartbeat]-hb)
+		}
+		// The group goes on: c cannot win while f follows l, and l keeps
+		// committing with f.
+		s.Run(3 * et)
+		if s.Leader() != l {
+			s.Fatalf("leader is %d; want %d, whose lease f renews", s.Leader(), l)
+		}
+		s.Agree(val("b"), 2, liveness)
+		s.Heal()
+		s.WaitConverged(liveness)
+	}
+}
+
+// Lease reads are linearizable, on a perfect clock, through crashes,
+// restarts, partitions and leadership transfers: every answer is at least
+// every index committed when the read was asked, and is served from a
+// state that holds every write acknowledged before (the Sim checks each).
+// Reads go to the leader mostly, and to followers (which forward them as
+// ReadIndex); the leader is crashed, restarted, cut off, or made to hand
+// over leadership, and followers crash and come straight back (so they
+// must keep the lease promise they may have made before the crash).
+func TestLeaseReadLinearizable(t *testing.T) {
+	for _, nodes := range []int{3, 5} {
+		for _, seed := range seeds(1, 2, 3) {
+			s := newSim(t, seed, Options{Nodes: nodes, Net: NetOptions{MaxDelay: 1, Reorder: true}})
+			r := testRand(s)
+			waitLeader(s)
+			var reads []*Read
+			for i := range 300 {
+				l := s.Leader()
+				if l != raft.None {
+					s.Propose(l, val("w%d", i))
+				}
+				target := s.IDs()[r.IntN(nodes)]
+				if l != raft.None && r.IntN(4) != 0 {
+					target = l
+				}
+				reads = append(reads, s.LeaseRead(target))
+				switch k := r.IntN(100); {
+				case k < 3 && l != raft.None:
+					s.CrashFor(l, 1+r.IntN(2*et))
+				case k < 5 && l != raft.None:
+					s.Isolate(l)
+				case k < 12:
+					s.Heal()
+				case k < 16:
+					f := s.IDs()[r.IntN(nodes)]
+					if f != l {
+						s.Crash(f)
+						s.Restart(f)
+					}
+				case k < 18 && l != raft.None:
+					s.TransferLeadership(l, s.IDs()[r.IntN(nodes)])
+				}
+				s.Run(r.IntN(2))
+			}
+			s.Heal()
+			for _, id := range s.IDs() {
+				s.Restart(id)
+			}
+			s.Run(2 * et)
+			lease, answered := 0, 0
+			for _, rd := range reads {
+				if rd.Answered {
+					answered++
+				}
+				if rd.Immediate {
+					lease++
+				}
+			}
+			t.Logf("%d nodes, seed %d: %d lease reads, %d answered, %d of them from the lease", nodes, seed, len(reads), answered, lease)
+			// (Over seeds 1..300, at least 11 were in every run.)
+			if lease == 0 {
+				s.Fatalf("none of %d lease reads was served from the lease", len(reads))
+			}
+			s.WaitConverged(liveness)
+		}
+	}
+}
+
+// A follower told to campaign (Node.Campaign) must not forget the lease
+// promise it gave: until an election timeout after it last heard from the
+// leader, it must not vote for anyone else, since the leader may be
+// serving lease reads on the strength of it. The scenario: in a group of
+// three, f acks the leader's heartbeats while c is cut off from the leader
+// but not from f; f is told to campaign (its pre-votes are ignored, the
+// leader and c being in their leases), and then c campaigns and asks f.
+//
+// The core fails this today: a pre-candidate has no leader (lead = None),
+// and the lease check in step() is "lead != None && electionElapsed <
+// ElectionTick", so f grants c its pre-vote and vote; c leads a new term
+// and commits a write with f while the old leader, its lease still
+// running, serves a lease read without it. (The same hole is in etcd's
+// inLease.) Skipped until the core keeps the promise across role changes,
+// e.g. by counting ticks since it last heard from a leader independently
+// of lead, or by making Campaign wait out the promise.
+func TestLeaseReadSurvivesCampaign(t *testing.T) {
+	t.Skip("core bug: Node.Campaign on a follower voids its lease promise (see the comment)")
+	for _, seed := range seeds(1, 2, 3) {
+		s := newSim(t, seed, Options{Nodes: 3})
+		l := waitLeader(s)
+		s.Agree(val("a"), 3, liveness)
+		f, c := except(s, l)[0], except(s, l)[1]
+		s.Cut(l, c)
+		s.Cut(c, l)
+		s.Run(3)
+		s.Campaign(f)
+		s.Settle()
+		s.Campaign(c)
+		s.Settle()
+		if nl := s.LeaderAmong([]raft.NodeID{f, c}); nl != raft.None {
+			s.Propose(nl, val("w"))
+			s.Settle()
+		}
+		s.LeaseRead(l)
+		s.Settle() // the Sim fails the test on a stale answer
+		s.Heal()
+		s.WaitConverged(liveness)
+	}
+}

@@ -16,6 +16,7 @@ import (
 func (s *Sim) handleReady(n *simNode) {
 	wasRole, prevCommit := n.role, n.commit
 	rd := n.rn.Ready()
+	n.readies++
 	s.record(traceEvent{kind: evReady, node: n.id, rd: summarize(&rd)})
 	if s.opts.Trace {
 		s.tb.Logf("t=%d %d ready: %s", s.now, n.id, describeReady(&rd))
@@ -68,12 +69,16 @@ func (s *Sim) handleReady(n *simNode) {
 		if s.failed {
 			return
 		}
+		s.noteApplied(n, e)
 	}
 	if len(rd.CommittedEntries) == 0 && s.crashAt(n, MidApply, trig, &rd) {
 		return
 	}
 	for _, rs := range rd.ReadStates {
 		s.checkRead(n, rs)
+	}
+	if len(n.reads) > 0 && !s.failed {
+		s.serveReads(n)
 	}
 	if s.failed || s.crashAt(n, BeforeAdvance, trig, &rd) {
 		return
@@ -258,6 +263,7 @@ func (s *Sim) persistMirror(n *simNode, rd *raft.Ready) {
 			}
 		}
 		n.log.reset(meta.Index, meta.Term, data.Chain)
+		n.appended++
 		n.snap = data
 		n.snaps = append(n.snaps, data)
 		s.checkCommittedPrefix(n, meta.Index, meta.Term, data.Chain, "stored a snapshot at")
@@ -292,6 +298,7 @@ func (s *Sim) persistMirror(n *simNode, rd *raft.Ready) {
 			}
 		}
 		n.log.truncateAppend(first, n.pendTerms, n.pendChains)
+		n.appended += uint64(len(ents))
 		if heldCommitted {
 			if ch, ok := n.log.chainAt(k); !ok || ch != rec.chain {
 				s.fail("node %d overwrote committed entry %d (term %d) while appending from %d", n.id, k, rec.term, first)

@@ -41,14 +41,38 @@ type ScheduleConfig struct {
 	Options Options
 	// Ticks is the length of the chaotic phase.
 	Ticks int
-	// Per-tick probabilities of each kind of action.
+	// Per-tick probabilities of each kind of action. Reads are ReadIndex
+	// or LeaseRead, even odds.
 	PPropose, PRead, PCrash, PNet, PTransfer, PCampaign, PProbe float64
+
+	// PCalm is the per-tick probability of a calm stretch (see
+	// calmStretch), in which the liveness monitor can check the group.
+	PCalm float64
+
+	// Figure8, when set, replaces the chaotic phase with the Figure 8
+	// adversary (see NewFigure8ScheduleConfig); the per-tick probabilities
+	// are then unused.
+	Figure8 *Figure8Options
 }
+
+// figure8Share is the share of NewScheduleConfig's schedules that run the
+// Figure 8 adversary instead of random chaos: one in figure8Share.
+const figure8Share = 40
 
 // NewScheduleConfig draws a schedule's shape from seed: cluster size,
 // network, snapshots, the core's options, targeted faults and how busy the
-// chaos is.
+// chaos is. One schedule in figure8Share is a Figure 8 schedule
+// (NewFigure8ScheduleConfig) instead; which ones is drawn from a stream of
+// its own, so the others keep their shape.
 func NewScheduleConfig(seed uint64) ScheduleConfig {
+	if rand.New(rand.NewPCG(seed, 0xf18)).IntN(figure8Share) == 0 {
+		return NewFigure8ScheduleConfig(seed)
+	}
+	return newChaosScheduleConfig(seed)
+}
+
+// newChaosScheduleConfig draws a schedule of random chaos.
+func newChaosScheduleConfig(seed uint64) ScheduleConfig {
 	r := rand.New(rand.NewPCG(seed, 0xc0ffee))
 	c := ScheduleConfig{Seed: seed}
 	o := &c.Options
@@ -105,6 +129,10 @@ func NewScheduleConfig(seed uint64) ScheduleConfig {
 	c.PTransfer = 0.02 * r.Float64()
 	c.PCampaign = 0.02 * r.Float64()
 	c.PProbe = 0.01
+	// Drawn from a stream of its own, so the shape above stays the same.
+	if rand.New(rand.NewPCG(seed, 0xca1)).IntN(8) == 0 {
+		c.PCalm = 0.01
+	}
 	return c
 }
 
@@ -116,7 +144,8 @@ func NewScheduleConfig(seed uint64) ScheduleConfig {
 // small and snapshots frequent, so that segment rolls, compactions,
 // snapshot files and their removal are all crashed in.
 func NewWALScheduleConfig(seed uint64) ScheduleConfig {
-	c := NewScheduleConfig(seed)
+	c := newChaosScheduleConfig(seed)
+	c.PCalm = 0 // calm would pause the disk faults
 	r := rand.New(rand.NewPCG(seed, 0xd15c))
 	o := &c.Options
 	o.Storage = WALStorage
@@ -138,7 +167,11 @@ func NewWALScheduleConfig(seed uint64) ScheduleConfig {
 // Describe renders the schedule's shape on one line.
 func (c *ScheduleConfig) Describe() string {
 	o := &c.Options
-	d := fmt.Sprintf("seed=%d nodes=%d ticks=%d net=%+v snap=%d/%d prevote=%v checkquorum=%v maxmsg=%d inflight=%d faults=%v",
+	d := ""
+	if c.Figure8 != nil {
+		d = fmt.Sprintf("figure8=%v ", *c.Figure8)
+	}
+	d += fmt.Sprintf("seed=%d nodes=%d ticks=%d net=%+v snap=%d/%d prevote=%v checkquorum=%v maxmsg=%d inflight=%d faults=%v",
 		c.Seed, o.Nodes, c.Ticks, o.Net, o.SnapshotEvery, o.SnapshotKeep, !o.DisablePreVote, !o.DisableCheckQuorum,
 		o.MaxSizePerMsg, o.MaxInflightMsgs, o.Faults)
 	if o.Storage != MemStorage {
@@ -168,25 +201,15 @@ func RunSchedule(tb testing.TB, c ScheduleConfig) *Sim {
 	pick := func() raft.NodeID { return ids[r.IntN(len(ids))] }
 	writes := 0
 
+	if c.Figure8 != nil {
+		s.RunFigure8(r, *c.Figure8)
+		c.Ticks = 0
+	}
 	for range c.Ticks {
 		if s.failed {
 			return s
 		}
-		if r.Float64() < c.PPropose {
-			target := s.Leader()
-			if target == raft.None || r.IntN(5) == 0 {
-				target = pick()
-			}
-			for range 1 + r.IntN(3) {
-				writes++
-				if _, _, err := s.Propose(target, fmt.Appendf(nil, "w%d", writes)); err != nil {
-					break
-				}
-			}
-		}
-		if r.Float64() < c.PRead {
-			s.ReadIndex(pick())
-		}
+		c.clientTick(s, r, &writes, 3)
 		if r.Float64() < c.PCrash {
 			if id := pick(); s.Alive(id) {
 				if r.IntN(4) == 0 {
@@ -210,6 +233,9 @@ func RunSchedule(tb testing.TB, c ScheduleConfig) *Sim {
 		if r.Float64() < c.PProbe {
 			s.livenessProbe(r)
 		}
+		if c.PCalm > 0 && r.Float64() < c.PCalm {
+			s.calmStretch(r, c, &writes)
+		}
 		s.Tick()
 	}
 
@@ -225,6 +251,87 @@ func RunSchedule(tb testing.TB, c ScheduleConfig) *Sim {
 	s.WaitConverged(LivenessTicks(opts))
 	s.CheckProposals()
 	return s
+}
+
+// clientTick is what the clients do in one tick of a schedule: propose
+// (1..most commands) to the leader or to a random node, and read.
+func (c *ScheduleConfig) clientTick(s *Sim, r *rand.Rand, writes *int, most int) {
+	if r.Float64() < c.PPropose {
+		target := s.Leader()
+		if target == raft.None || r.IntN(5) == 0 {
+			target = s.ids[r.IntN(len(s.ids))]
+		}
+		for range 1 + r.IntN(most) {
+			*writes++
+			if _, _, err := s.Propose(target, fmt.Appendf(nil, "w%d", *writes)); err != nil {
+				break
+			}
+		}
+	}
+	if r.Float64() < c.PRead {
+		s.randomRead(r)
+	}
+}
+
+// calmStretch pauses the chaos (the schedule's crashes, network changes,
+// campaigns, transfers, and the armed faults) for long enough that the
+// liveness monitor must check the group at least once, while clients keep
+// proposing (at a quarter of the rate, one command at a time, so that the
+// backlog stays small) and reading, on a network that duplicates and
+// reorders as the schedule has it but neither loses nor delays anything
+// (see livenessMonitor). Half the time, if the chaos has left a quorum on an
+// island, the stretch starts from that; otherwise from a random quorum
+// restarted and put on an island of its own.
+func (s *Sim) calmStretch(r *rand.Rand, c ScheduleConfig, writes *int) {
+	if s.island() == 0 || r.IntN(2) == 0 {
+		perm := r.Perm(len(s.ids))
+		var group, rest []raft.NodeID
+		for i, k := range perm {
+			if i < s.quorum() {
+				group = append(group, s.ids[k])
+			} else {
+				rest = append(rest, s.ids[k])
+			}
+		}
+		for _, id := range group {
+			s.Restart(id)
+		}
+		s.Partition(group, rest)
+	}
+	ticks := s.mon.bound + r.IntN(s.mon.bound/4+1)
+	s.Note("calm for %d ticks", ticks)
+	faults, diskFaults, net := s.faults, s.diskFaults, s.net.opts
+	s.faults = nil
+	s.setDiskFaults(DiskFaults{RestartAfter: diskFaults.RestartAfter})
+	prompt := net
+	prompt.Loss, prompt.MaxDelay = 0, 0
+	s.SetNet(prompt)
+	calm := c
+	calm.PPropose /= 4
+	for range ticks {
+		if s.failed {
+			return
+		}
+		calm.clientTick(s, r, writes, 1)
+		s.Tick()
+	}
+	s.SetNet(net)
+	s.faults = faults
+	s.setDiskFaults(diskFaults)
+}
+
+// randomRead asks a node for a read, ReadIndex or LeaseRead: a random
+// node, or one that believes it leads (stale leaders included, where a
+// read is most likely to go wrong).
+func (s *Sim) randomRead(r *rand.Rand) *Read {
+	id := s.ids[r.IntN(len(s.ids))]
+	if ls := s.Leaders(); len(ls) > 0 && r.IntN(2) == 0 {
+		id = ls[r.IntN(len(ls))]
+	}
+	if r.IntN(2) == 0 {
+		return s.LeaseRead(id)
+	}
+	return s.ReadIndex(id)
 }
 
 // randomNetChange changes the shape of the network at random.

@@ -124,6 +124,15 @@ type Sim struct {
 	reads     map[raft.ReadID]*Read
 	nextRead  raft.ReadID
 	proposals []Proposal
+	// lastAcked and lastAckedData are the latest write acknowledged to
+	// its client (see Read.AckedIndex).
+	lastAcked     raft.Index
+	lastAckedData []byte
+
+	// mon is the liveness monitor (see MonitorLiveness); disturbances
+	// counts what restarts its watch (see disturb).
+	mon          livenessMonitor
+	disturbances uint64
 
 	stats Stats
 	// livenessWorst is the longest CheckLiveness took, in ticks.
@@ -163,6 +172,12 @@ type simNode struct {
 	alive     bool
 	restartAt uint64
 	sm        *StateMachine
+	// incarnation counts the node's crashes and restarts; appended the
+	// entries (and snapshots) it has written to its disk; readies the
+	// Readys it has produced.
+	incarnation uint64
+	appended    uint64
+	readies     uint64
 	// incoming holds snapshot data that arrived with a MsgSnap and waits
 	// for the Ready that installs it (volatile).
 	incoming map[raft.Index]*StateMachine
@@ -171,6 +186,10 @@ type simNode struct {
 	role       raft.Role
 	lead       raft.NodeID
 	leaderTerm raft.Term
+
+	// reads holds the reads this node answered whose read point its state
+	// machine has not reached yet (volatile: lost in a crash).
+	reads []*Read
 
 	// scratch for the Ready being processed.
 	pendTerms  []raft.Term
@@ -186,17 +205,39 @@ type Proposal struct {
 	Tick  uint64
 }
 
-// Read is one ReadIndex request and, once answered, its read point.
+// Read is one read request (ReadIndex or LeaseRead) and what became of it:
+// the read point the node answered with, and the state the read was served
+// from once the node's state machine had applied up to it.
 type Read struct {
 	ID   raft.ReadID
 	Node raft.NodeID
-	Tick uint64
+	// Lease is set for a LeaseRead, clear for a ReadIndex.
+	Lease bool
+	Tick  uint64
 	// MinIndex is the highest index known committed anywhere when the
 	// read was asked: a linearizable read must not be served below it.
-	MinIndex     raft.Index
+	MinIndex raft.Index
+	// AckedIndex is the index of the latest write acknowledged to its
+	// client (applied by the leader that accepted it) when the read was
+	// asked, and AckedData that write: the state the read is served from
+	// must hold it.
+	AckedIndex raft.Index
+	AckedData  []byte
+
 	Answered     bool
 	Index        raft.Index
 	AnsweredTick uint64
+	// Immediate is set if the answer came in the first Ready the node
+	// produced after the read was asked: for a LeaseRead on a leader, the
+	// lease served it (a ReadIndex needs a heartbeat round first).
+	Immediate bool
+	// readies is the node's Ready count when the read was asked.
+	readies uint64
+	// Served is set once the node's state machine reached Index and the
+	// read was served from it (at ServedApplied); a node that crashes
+	// first never serves it (its client times out and retries).
+	Served        bool
+	ServedApplied raft.Index
 }
 
 // Stats counts what the network carried, for the message-count tests.
@@ -297,6 +338,7 @@ func New(tb testing.TB, opts Options) *Sim {
 	for _, f := range opts.Faults {
 		s.AddFault(f)
 	}
+	s.MonitorLiveness(0)
 	return s
 }
 
@@ -345,6 +387,7 @@ func (s *Sim) start(n *simNode) {
 		return
 	}
 	n.rn, n.sm, n.alive, n.restartAt = rn, sm, true, 0
+	n.incarnation++
 	n.term, n.vote, n.commit = hs.Term, hs.Vote, hs.Commit
 	n.role, n.lead, n.leaderTerm = raft.Follower, raft.None, 0
 	n.incoming = make(map[raft.Index]*StateMachine)
@@ -381,6 +424,9 @@ func (s *Sim) Tick() {
 		}
 	}
 	s.Settle()
+	if s.mon.bound > 0 && !s.failed {
+		s.monitorTick()
+	}
 }
 
 // Run advances the clock by ticks ticks.
@@ -461,7 +507,10 @@ func (s *Sim) Crash(id raft.NodeID) {
 		s.powerLoss(n)
 	}
 	n.rn, n.sm, n.incoming = nil, nil, nil
+	clear(n.reads)
+	n.reads = n.reads[:0]
 	n.alive, n.restartAt = false, 0
+	n.incarnation++
 	n.role, n.lead, n.leaderTerm = raft.Follower, raft.None, 0
 }
 
