@@ -33,7 +33,13 @@ func TestHarnessCatchesBrokenGuarantees(t *testing.T) {
 		cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainUnaryInterceptor(b.intercept))
 	}
 	run := h.start(wl)
-	h.sleep(2 * time.Second)
+	// Until enough was injected (however slow the machine), within reason.
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		h.sleep(500 * time.Millisecond)
+		if b.stale.Load() >= 5 && b.doubled.Load() >= 3 {
+			break
+		}
+	}
 	run.end()
 	final, _ := h.settle(wl)
 	res, appendsErr := h.verify(final, wl.Logs)
@@ -72,7 +78,7 @@ func (b *breaker) roll(p float64) bool {
 func (b *breaker) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	switch r := req.(type) {
 	case *kvpb.AppendRequest:
-		if b.roll(0.05) {
+		if b.roll(0.1) {
 			again := proto.Clone(r).(*kvpb.AppendRequest)
 			again.Header = nil // no session: executed as a new write
 			if err := cc.Invoke(ctx, method, again, new(kvpb.AppendResponse)); err == nil {
@@ -90,9 +96,12 @@ func (b *breaker) intercept(ctx context.Context, method string, req, reply any, 
 		defer b.mu.Unlock()
 		olds := b.old[key]
 		b.old[key] = append(olds, proto.Clone(resp).(*kvpb.GetResponse))
-		if len(olds) > 5 && b.rng.Float64() < 0.05 {
-			stale := olds[b.rng.IntN(len(olds)-5)]
-			if !proto.Equal(stale.GetKv(), resp.GetKv()) {
+		// An answer from at least three answers ago, of a value: values
+		// are unique, so it is gone for good (if the current answer
+		// differs) and reading it now is illegal.
+		if len(olds) >= 3 && b.rng.Float64() < 0.2 {
+			stale := olds[b.rng.IntN(len(olds)-2)]
+			if stale.GetFound() && !proto.Equal(stale.GetKv(), resp.GetKv()) {
 				proto.Reset(resp)
 				proto.Merge(resp, stale)
 				b.stale.Add(1)

@@ -17,6 +17,10 @@
 //	                                  messages; client RPCs are duplicated,
 //	                                  their replies lost, and stale copies
 //	                                  replayed late
+//	TestExactlyOnceSessionExpiry      sessions expiring under the writes,
+//	                                  with lost replies and late replays
+//	TestLinearizableMixedFaults       all of the above at once (long runs
+//	                                  only: -lin.duration)
 //	TestMinorityPartition             a node cut off completes no write and
 //	                                  serves no stale linearizable or lease read
 //	TestRetryAcrossLeaderChange       a write whose reply was lost, retried

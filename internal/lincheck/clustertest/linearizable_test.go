@@ -32,7 +32,7 @@ func TestLinearizablePartitions(t *testing.T) {
 	h := newHarness(t, testcluster.Options{})
 	wl := defaultWorkload()
 	run := h.start(wl)
-	deadline := time.Now().Add(runDuration(10 * time.Second))
+	deadline := time.Now().Add(runDuration(8 * time.Second))
 	for time.Now().Before(deadline) {
 		h.logf("%s", h.partition())
 		h.sleep(h.between(500*time.Millisecond, 2*time.Second))
@@ -92,7 +92,7 @@ func TestLinearizableCrashRestart(t *testing.T) {
 	}})
 	wl := defaultWorkload()
 	run := h.start(wl)
-	deadline := time.Now().Add(runDuration(10 * time.Second))
+	deadline := time.Now().Add(runDuration(8 * time.Second))
 	for time.Now().Before(deadline) {
 		ids := h.c.IDs()
 		victim := ids[h.rng.IntN(len(ids))]
@@ -138,7 +138,7 @@ func TestLinearizableUnreliableNetwork(t *testing.T) {
 		cfg.DialOptions = append(cfg.DialOptions, cf.DialOption())
 	}
 	run := h.start(wl)
-	deadline := time.Now().Add(runDuration(8 * time.Second))
+	deadline := time.Now().Add(runDuration(6 * time.Second))
 	for time.Now().Before(deadline) {
 		rule := grpcnet.Rule{
 			Loss:      []float64{0.01, 0.05, 0.2}[h.rng.IntN(3)],
