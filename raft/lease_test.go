@@ -136,3 +136,32 @@ func TestRestartedNodeRefusesVotesForAnElectionTimeout(t *testing.T) {
 		t.Fatalf("after an election timeout the restarted node still refuses to vote: %+v", n.Status())
 	}
 }
+
+// TestCampaignKeepsLeasePromise: a follower that heard from the leader and
+// is then told to Campaign still refuses other candidates' votes until an
+// election timeout after it last heard from the leader: the leader may be
+// serving lease reads on the strength of that promise.
+func TestCampaignKeepsLeasePromise(t *testing.T) {
+	env := newTestCluster(t, 3, Config{})
+	heartbeatRound(t, env)
+	f := env.node(2)
+	f.Campaign()
+	if f.Status().Role != PreCandidate {
+		t.Fatalf("node 2 is %s after Campaign", f.Status().Role)
+	}
+	st := f.Status()
+	for _, typ := range []MessageType{MsgPreVote, MsgVote} {
+		if err := f.Step(Message{Type: typ, From: 3, To: 2, Term: st.Term + 1, Index: st.LastIndex + 5, LogTerm: st.Term}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := f.Ready()
+	for _, m := range append(rd.Messages, rd.MessagesAfterPersist...) {
+		if (m.Type == MsgPreVoteResp || m.Type == MsgVoteResp) && m.To == 3 && !m.Reject {
+			t.Fatalf("granted %s to node 3 within its lease promise: %s", m.Type, DescribeReady(rd))
+		}
+	}
+	if s := f.Status(); s.Term != st.Term || s.Vote == 3 {
+		t.Fatalf("took node 3's vote request within its lease promise: %+v", s)
+	}
+}

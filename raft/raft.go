@@ -49,11 +49,14 @@ type raft struct {
 	// votes are the (pre-)votes received in the current campaign.
 	votes map[NodeID]bool
 
-	// startupQuiet is set on a node restarted with check-quorum on: for
-	// its first ElectionTick ticks it refuses votes as if it had just heard
-	// from a leader, since it may have promised a lease before the restart
-	// (see leaseRead).
-	startupQuiet bool
+	// sinceLeader counts ticks since this node last heard from a leader of
+	// its term, whatever role it has played since. It is the node's lease
+	// promise: while it is below ElectionTick the node refuses votes (with
+	// check-quorum on), because that leader may be serving lease reads on
+	// the strength of the promise (see leaseRead). Becoming a candidate by
+	// Campaign does not void it. A node restarted past the bootstrap term
+	// starts at 0: it may have promised just before it went down.
+	sinceLeader int
 
 	// electionElapsed counts ticks since the last election timeout reset:
 	// for followers, since they heard from a leader; for the leader, since
@@ -131,7 +134,10 @@ func newRaft(cfg *Config) (*raft, error) {
 	// A node that has been part of a running group (past the bootstrap
 	// term) may have acknowledged a leader's heartbeat just before it went
 	// down.
-	r.startupQuiet = !cfg.DisableCheckQuorum && r.term > 1
+	r.sinceLeader = cfg.ElectionTick
+	if r.term > 1 {
+		r.sinceLeader = 0
+	}
 	r.logger.Debug("raft: started", "term", uint64(r.term), "commit", uint64(l.committed),
 		"applied", uint64(l.applied), "last", uint64(l.lastIndex()), "voters", cs.Voters)
 	return r, nil
@@ -243,6 +249,9 @@ func (r *raft) becomeLeader() {
 // ---- ticks ----
 
 func (r *raft) tick() {
+	if r.sinceLeader < r.cfg.ElectionTick {
+		r.sinceLeader++
+	}
 	if r.role == Leader {
 		r.tickHeartbeat()
 	} else {
@@ -252,9 +261,6 @@ func (r *raft) tick() {
 
 func (r *raft) tickElection() {
 	r.electionElapsed++
-	if r.electionElapsed >= r.cfg.ElectionTick {
-		r.startupQuiet = false
-	}
 	if r.isVoter() && r.electionElapsed >= r.randomizedElectionTimeout {
 		r.electionElapsed = 0
 		r.hup(false)
@@ -379,8 +385,8 @@ func (r *raft) step(m Message) error {
 			// minimum election timeout ignores vote requests (thesis §4.2.3):
 			// a disruptive server cannot depose a live leader. A transfer
 			// overrides this: the leader itself asked for the election.
-			inLease := !r.cfg.DisableCheckQuorum && (r.lead != None || r.startupQuiet) &&
-				r.electionElapsed < r.cfg.ElectionTick
+			inLease := !r.cfg.DisableCheckQuorum &&
+				((r.lead != None && r.electionElapsed < r.cfg.ElectionTick) || r.sinceLeader < r.cfg.ElectionTick)
 			if inLease && !m.Transfer {
 				return nil
 			}
@@ -739,15 +745,18 @@ func stepFollower(r *raft, m Message) error {
 	switch m.Type {
 	case MsgApp:
 		r.electionElapsed = 0
+		r.sinceLeader = 0
 		r.lead = m.From
 		r.handleAppendEntries(m)
 	case MsgHeartbeat:
 		r.electionElapsed = 0
+		r.sinceLeader = 0
 		r.lead = m.From
 		r.log.commitTo(min(m.Commit, r.log.lastIndex()))
 		r.send(Message{Type: MsgHeartbeatResp, To: m.From, Context: m.Context})
 	case MsgSnap:
 		r.electionElapsed = 0
+		r.sinceLeader = 0
 		r.lead = m.From
 		r.handleSnapshot(m)
 	case MsgTimeoutNow:

@@ -258,16 +258,14 @@ func TestLeaseReadLinearizable(t *testing.T) {
 // but not from f; f is told to campaign (its pre-votes are ignored, the
 // leader and c being in their leases), and then c campaigns and asks f.
 //
-// The core fails this today: a pre-candidate has no leader (lead = None),
-// and the lease check in step() is "lead != None && electionElapsed <
-// ElectionTick", so f grants c its pre-vote and vote; c leads a new term
-// and commits a write with f while the old leader, its lease still
-// running, serves a lease read without it. (The same hole is in etcd's
-// inLease.) Skipped until the core keeps the promise across role changes,
-// e.g. by counting ticks since it last heard from a leader independently
-// of lead, or by making Campaign wait out the promise.
+// The core once failed this: a pre-candidate has no leader (lead = None),
+// and the lease check in step() was "lead != None && electionElapsed <
+// ElectionTick", so f granted c its pre-vote and vote; c led a new term
+// and committed a write with f while the old leader, its lease still
+// running, served a lease read without it. (The same hole is in etcd's
+// inLease.) The core now counts ticks since it last heard from a leader
+// (sinceLeader) independently of its role.
 func TestLeaseReadSurvivesCampaign(t *testing.T) {
-	t.Skip("core bug: Node.Campaign on a follower voids its lease promise (see the comment)")
 	for _, seed := range seeds(1, 2, 3) {
 		s := newSim(t, seed, Options{Nodes: 3})
 		l := waitLeader(s)
