@@ -100,7 +100,7 @@
 //
 // # Running
 //
-//	go test ./raft/rafttest                        # everything: 2000 random schedules (one in 40 of them
+//	go test ./raft/rafttest                        # everything: 2000 random schedules (one in 50 of them
 //	                                               # the Figure 8 adversary), 400 on WAL disks, a power
 //	                                               # loss before each disk operation of 3 scenarios
 //	go test ./raft/rafttest -run TestRandomized -schedules=100000   # and 20000 on WAL disks

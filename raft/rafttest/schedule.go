@@ -57,7 +57,7 @@ type ScheduleConfig struct {
 
 // figure8Share is the share of NewScheduleConfig's schedules that run the
 // Figure 8 adversary instead of random chaos: one in figure8Share.
-const figure8Share = 40
+const figure8Share = 50
 
 // NewScheduleConfig draws a schedule's shape from seed: cluster size,
 // network, snapshots, the core's options, targeted faults and how busy the
@@ -130,7 +130,7 @@ func newChaosScheduleConfig(seed uint64) ScheduleConfig {
 	c.PCampaign = 0.02 * r.Float64()
 	c.PProbe = 0.01
 	// Drawn from a stream of its own, so the shape above stays the same.
-	if rand.New(rand.NewPCG(seed, 0xca1)).IntN(8) == 0 {
+	if rand.New(rand.NewPCG(seed, 0xca1)).IntN(10) == 0 {
 		c.PCalm = 0.01
 	}
 	return c

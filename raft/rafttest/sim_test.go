@@ -22,7 +22,7 @@ func TestSimDeterministic(t *testing.T) {
 		}
 		ss := seeds(1, 2, 3, 4, 5)
 		if mode == "figure8" {
-			ss = ss[:min(len(ss), 2)]
+			ss = ss[:1]
 		}
 		for _, seed := range ss {
 			a, b := fingerprint(seed), fingerprint(seed)
