@@ -160,25 +160,7 @@ func (a *applier) execute(idx uint64, cmd *kvpb.Command) (*Result, error) {
 
 // setHeader sets a top-level response's header.
 func setHeader(m proto.Message, idx uint64) {
-	h := &kvpb.ResponseHeader{AppliedIndex: idx}
-	switch r := m.(type) {
-	case *kvpb.PutResponse:
-		r.Header = h
-	case *kvpb.DeleteResponse:
-		r.Header = h
-	case *kvpb.CompareAndSwapResponse:
-		r.Header = h
-	case *kvpb.AppendResponse:
-		r.Header = h
-	case *kvpb.BatchResponse:
-		r.Header = h
-	case *kvpb.OpenSessionResponse:
-		r.Header = h
-	case *kvpb.KeepAliveResponse:
-		r.Header = h
-	case *kvpb.CloseSessionResponse:
-		r.Header = h
-	}
+	kvpb.SetHeader(m, &kvpb.ResponseHeader{AppliedIndex: idx})
 }
 
 // ack forgets the session's results below lowestUnacked, which its client

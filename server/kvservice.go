@@ -299,28 +299,7 @@ func headerOf(resp proto.Message) *kvpb.ResponseHeader {
 		return r.GetHeader()
 	}
 	h := &kvpb.ResponseHeader{}
-	switch r := resp.(type) {
-	case *kvpb.GetResponse:
-		r.Header = h
-	case *kvpb.ScanResponse:
-		r.Header = h
-	case *kvpb.PutResponse:
-		r.Header = h
-	case *kvpb.DeleteResponse:
-		r.Header = h
-	case *kvpb.CompareAndSwapResponse:
-		r.Header = h
-	case *kvpb.AppendResponse:
-		r.Header = h
-	case *kvpb.BatchResponse:
-		r.Header = h
-	case *kvpb.OpenSessionResponse:
-		r.Header = h
-	case *kvpb.KeepAliveResponse:
-		r.Header = h
-	case *kvpb.CloseSessionResponse:
-		r.Header = h
-	default:
+	if !kvpb.SetHeader(resp, h) {
 		return nil
 	}
 	return h
