@@ -192,8 +192,11 @@ type StatusResponse struct {
 	// rules in force.
 	FaultInjection bool         `protobuf:"varint,7,opt,name=fault_injection,json=faultInjection,proto3" json:"fault_injection,omitempty"`
 	Faults         []*FaultRule `protobuf:"bytes,8,rep,name=faults,proto3" json:"faults,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// disk_faults are the storage failpoints in force (unset or all zero:
+	// none).
+	DiskFaults    *DiskFaults `protobuf:"bytes,9,opt,name=disk_faults,json=diskFaults,proto3" json:"disk_faults,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -278,6 +281,13 @@ func (x *StatusResponse) GetFaultInjection() bool {
 func (x *StatusResponse) GetFaults() []*FaultRule {
 	if x != nil {
 		return x.Faults
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetDiskFaults() *DiskFaults {
+	if x != nil {
+		return x.DiskFaults
 	}
 	return nil
 }
@@ -656,6 +666,163 @@ func (x *SetFaultsResponse) GetRules() []*FaultRule {
 	return nil
 }
 
+// DiskFaults are failpoints in a node's storage layer (vfs.Faulty): they
+// shape every file operation of its Raft logs and snapshot stores.
+type DiskFaults struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// write_delay_ms holds back every write (and preallocation) this long.
+	WriteDelayMs uint32 `protobuf:"varint,1,opt,name=write_delay_ms,json=writeDelayMs,proto3" json:"write_delay_ms,omitempty"`
+	// sync_delay_ms holds back every fsync this long.
+	SyncDelayMs uint32 `protobuf:"varint,2,opt,name=sync_delay_ms,json=syncDelayMs,proto3" json:"sync_delay_ms,omitempty"`
+	// no_space makes the disk full: every write, preallocation, create and
+	// growing truncate fails with ENOSPC, nothing of it applied. Syncs still
+	// succeed (the data already written is safe).
+	NoSpace       bool `protobuf:"varint,3,opt,name=no_space,json=noSpace,proto3" json:"no_space,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiskFaults) Reset() {
+	*x = DiskFaults{}
+	mi := &file_cairn_admin_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiskFaults) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiskFaults) ProtoMessage() {}
+
+func (x *DiskFaults) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_admin_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiskFaults.ProtoReflect.Descriptor instead.
+func (*DiskFaults) Descriptor() ([]byte, []int) {
+	return file_cairn_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DiskFaults) GetWriteDelayMs() uint32 {
+	if x != nil {
+		return x.WriteDelayMs
+	}
+	return 0
+}
+
+func (x *DiskFaults) GetSyncDelayMs() uint32 {
+	if x != nil {
+		return x.SyncDelayMs
+	}
+	return 0
+}
+
+func (x *DiskFaults) GetNoSpace() bool {
+	if x != nil {
+		return x.NoSpace
+	}
+	return false
+}
+
+type SetDiskFaultsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// faults replace the failpoints in force.
+	Faults        *DiskFaults `protobuf:"bytes,1,opt,name=faults,proto3" json:"faults,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDiskFaultsRequest) Reset() {
+	*x = SetDiskFaultsRequest{}
+	mi := &file_cairn_admin_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDiskFaultsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDiskFaultsRequest) ProtoMessage() {}
+
+func (x *SetDiskFaultsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_admin_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDiskFaultsRequest.ProtoReflect.Descriptor instead.
+func (*SetDiskFaultsRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SetDiskFaultsRequest) GetFaults() *DiskFaults {
+	if x != nil {
+		return x.Faults
+	}
+	return nil
+}
+
+type SetDiskFaultsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// faults are the failpoints now in force.
+	Faults        *DiskFaults `protobuf:"bytes,1,opt,name=faults,proto3" json:"faults,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDiskFaultsResponse) Reset() {
+	*x = SetDiskFaultsResponse{}
+	mi := &file_cairn_admin_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDiskFaultsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDiskFaultsResponse) ProtoMessage() {}
+
+func (x *SetDiskFaultsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_admin_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDiskFaultsResponse.ProtoReflect.Descriptor instead.
+func (*SetDiskFaultsResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SetDiskFaultsResponse) GetFaults() *DiskFaults {
+	if x != nil {
+		return x.Faults
+	}
+	return nil
+}
+
 type SetLimitsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// group_id names the group; 0 means the group of the empty key.
@@ -672,7 +839,7 @@ type SetLimitsRequest struct {
 
 func (x *SetLimitsRequest) Reset() {
 	*x = SetLimitsRequest{}
-	mi := &file_cairn_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_cairn_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +851,7 @@ func (x *SetLimitsRequest) String() string {
 func (*SetLimitsRequest) ProtoMessage() {}
 
 func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_cairn_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +864,7 @@ func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_cairn_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SetLimitsRequest) GetGroupId() uint64 {
@@ -762,7 +929,7 @@ type SetLimitsResponse struct {
 
 func (x *SetLimitsResponse) Reset() {
 	*x = SetLimitsResponse{}
-	mi := &file_cairn_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_cairn_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +941,7 @@ func (x *SetLimitsResponse) String() string {
 func (*SetLimitsResponse) ProtoMessage() {}
 
 func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_cairn_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +954,7 @@ func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_cairn_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetLimitsResponse) GetNodeId() uint64 {
@@ -816,7 +983,7 @@ var File_cairn_admin_v1_admin_proto protoreflect.FileDescriptor
 const file_cairn_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x1acairn/admin/v1/admin.proto\x12\x0ecairn.admin.v1\"\x0f\n" +
-	"\rStatusRequest\"\xbd\x02\n" +
+	"\rStatusRequest\"\xfa\x02\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -826,7 +993,9 @@ const file_cairn_admin_v1_admin_proto_rawDesc = "" +
 	"\x06groups\x18\x05 \x03(\v2\x1b.cairn.admin.v1.GroupStatusR\x06groups\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12'\n" +
 	"\x0ffault_injection\x18\a \x01(\bR\x0efaultInjection\x121\n" +
-	"\x06faults\x18\b \x03(\v2\x19.cairn.admin.v1.FaultRuleR\x06faults\"\xc9\x04\n" +
+	"\x06faults\x18\b \x03(\v2\x19.cairn.admin.v1.FaultRuleR\x06faults\x12;\n" +
+	"\vdisk_faults\x18\t \x01(\v2\x1a.cairn.admin.v1.DiskFaultsR\n" +
+	"diskFaults\"\xc9\x04\n" +
 	"\vGroupStatus\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12(\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x14.cairn.admin.v1.RoleR\x04role\x12\x12\n" +
@@ -859,7 +1028,16 @@ const file_cairn_admin_v1_admin_proto_rawDesc = "" +
 	"\x10SetFaultsRequest\x12/\n" +
 	"\x05rules\x18\x01 \x03(\v2\x19.cairn.admin.v1.FaultRuleR\x05rules\"D\n" +
 	"\x11SetFaultsResponse\x12/\n" +
-	"\x05rules\x18\x01 \x03(\v2\x19.cairn.admin.v1.FaultRuleR\x05rules\"\x9f\x02\n" +
+	"\x05rules\x18\x01 \x03(\v2\x19.cairn.admin.v1.FaultRuleR\x05rules\"q\n" +
+	"\n" +
+	"DiskFaults\x12$\n" +
+	"\x0ewrite_delay_ms\x18\x01 \x01(\rR\fwriteDelayMs\x12\"\n" +
+	"\rsync_delay_ms\x18\x02 \x01(\rR\vsyncDelayMs\x12\x19\n" +
+	"\bno_space\x18\x03 \x01(\bR\anoSpace\"J\n" +
+	"\x14SetDiskFaultsRequest\x122\n" +
+	"\x06faults\x18\x01 \x01(\v2\x1a.cairn.admin.v1.DiskFaultsR\x06faults\"K\n" +
+	"\x15SetDiskFaultsResponse\x122\n" +
+	"\x06faults\x18\x01 \x01(\v2\x1a.cairn.admin.v1.DiskFaultsR\x06faults\"\x9f\x02\n" +
 	"\x10SetLimitsRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12 \n" +
 	"\fmax_key_size\x18\x02 \x01(\x04R\n" +
@@ -884,10 +1062,11 @@ const file_cairn_admin_v1_admin_proto_rawDesc = "" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bOUTBOUND\x10\x01\x12\v\n" +
-	"\aINBOUND\x10\x022\xf4\x01\n" +
+	"\aINBOUND\x10\x022\xd2\x02\n" +
 	"\x05Admin\x12G\n" +
 	"\x06Status\x12\x1d.cairn.admin.v1.StatusRequest\x1a\x1e.cairn.admin.v1.StatusResponse\x12P\n" +
-	"\tSetFaults\x12 .cairn.admin.v1.SetFaultsRequest\x1a!.cairn.admin.v1.SetFaultsResponse\x12P\n" +
+	"\tSetFaults\x12 .cairn.admin.v1.SetFaultsRequest\x1a!.cairn.admin.v1.SetFaultsResponse\x12\\\n" +
+	"\rSetDiskFaults\x12$.cairn.admin.v1.SetDiskFaultsRequest\x1a%.cairn.admin.v1.SetDiskFaultsResponse\x12P\n" +
 	"\tSetLimits\x12 .cairn.admin.v1.SetLimitsRequest\x1a!.cairn.admin.v1.SetLimitsResponseB.Z,github.com/cairnkv/cairn/api/adminpb;adminpbb\x06proto3"
 
 var (
@@ -903,37 +1082,45 @@ func file_cairn_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cairn_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_cairn_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_cairn_admin_v1_admin_proto_goTypes = []any{
-	(Role)(0),                 // 0: cairn.admin.v1.Role
-	(Direction)(0),            // 1: cairn.admin.v1.Direction
-	(*StatusRequest)(nil),     // 2: cairn.admin.v1.StatusRequest
-	(*StatusResponse)(nil),    // 3: cairn.admin.v1.StatusResponse
-	(*GroupStatus)(nil),       // 4: cairn.admin.v1.GroupStatus
-	(*FaultRule)(nil),         // 5: cairn.admin.v1.FaultRule
-	(*SetFaultsRequest)(nil),  // 6: cairn.admin.v1.SetFaultsRequest
-	(*SetFaultsResponse)(nil), // 7: cairn.admin.v1.SetFaultsResponse
-	(*SetLimitsRequest)(nil),  // 8: cairn.admin.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil), // 9: cairn.admin.v1.SetLimitsResponse
+	(Role)(0),                     // 0: cairn.admin.v1.Role
+	(Direction)(0),                // 1: cairn.admin.v1.Direction
+	(*StatusRequest)(nil),         // 2: cairn.admin.v1.StatusRequest
+	(*StatusResponse)(nil),        // 3: cairn.admin.v1.StatusResponse
+	(*GroupStatus)(nil),           // 4: cairn.admin.v1.GroupStatus
+	(*FaultRule)(nil),             // 5: cairn.admin.v1.FaultRule
+	(*SetFaultsRequest)(nil),      // 6: cairn.admin.v1.SetFaultsRequest
+	(*SetFaultsResponse)(nil),     // 7: cairn.admin.v1.SetFaultsResponse
+	(*DiskFaults)(nil),            // 8: cairn.admin.v1.DiskFaults
+	(*SetDiskFaultsRequest)(nil),  // 9: cairn.admin.v1.SetDiskFaultsRequest
+	(*SetDiskFaultsResponse)(nil), // 10: cairn.admin.v1.SetDiskFaultsResponse
+	(*SetLimitsRequest)(nil),      // 11: cairn.admin.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),     // 12: cairn.admin.v1.SetLimitsResponse
 }
 var file_cairn_admin_v1_admin_proto_depIdxs = []int32{
-	4, // 0: cairn.admin.v1.StatusResponse.groups:type_name -> cairn.admin.v1.GroupStatus
-	5, // 1: cairn.admin.v1.StatusResponse.faults:type_name -> cairn.admin.v1.FaultRule
-	0, // 2: cairn.admin.v1.GroupStatus.role:type_name -> cairn.admin.v1.Role
-	1, // 3: cairn.admin.v1.FaultRule.direction:type_name -> cairn.admin.v1.Direction
-	5, // 4: cairn.admin.v1.SetFaultsRequest.rules:type_name -> cairn.admin.v1.FaultRule
-	5, // 5: cairn.admin.v1.SetFaultsResponse.rules:type_name -> cairn.admin.v1.FaultRule
-	2, // 6: cairn.admin.v1.Admin.Status:input_type -> cairn.admin.v1.StatusRequest
-	6, // 7: cairn.admin.v1.Admin.SetFaults:input_type -> cairn.admin.v1.SetFaultsRequest
-	8, // 8: cairn.admin.v1.Admin.SetLimits:input_type -> cairn.admin.v1.SetLimitsRequest
-	3, // 9: cairn.admin.v1.Admin.Status:output_type -> cairn.admin.v1.StatusResponse
-	7, // 10: cairn.admin.v1.Admin.SetFaults:output_type -> cairn.admin.v1.SetFaultsResponse
-	9, // 11: cairn.admin.v1.Admin.SetLimits:output_type -> cairn.admin.v1.SetLimitsResponse
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4,  // 0: cairn.admin.v1.StatusResponse.groups:type_name -> cairn.admin.v1.GroupStatus
+	5,  // 1: cairn.admin.v1.StatusResponse.faults:type_name -> cairn.admin.v1.FaultRule
+	8,  // 2: cairn.admin.v1.StatusResponse.disk_faults:type_name -> cairn.admin.v1.DiskFaults
+	0,  // 3: cairn.admin.v1.GroupStatus.role:type_name -> cairn.admin.v1.Role
+	1,  // 4: cairn.admin.v1.FaultRule.direction:type_name -> cairn.admin.v1.Direction
+	5,  // 5: cairn.admin.v1.SetFaultsRequest.rules:type_name -> cairn.admin.v1.FaultRule
+	5,  // 6: cairn.admin.v1.SetFaultsResponse.rules:type_name -> cairn.admin.v1.FaultRule
+	8,  // 7: cairn.admin.v1.SetDiskFaultsRequest.faults:type_name -> cairn.admin.v1.DiskFaults
+	8,  // 8: cairn.admin.v1.SetDiskFaultsResponse.faults:type_name -> cairn.admin.v1.DiskFaults
+	2,  // 9: cairn.admin.v1.Admin.Status:input_type -> cairn.admin.v1.StatusRequest
+	6,  // 10: cairn.admin.v1.Admin.SetFaults:input_type -> cairn.admin.v1.SetFaultsRequest
+	9,  // 11: cairn.admin.v1.Admin.SetDiskFaults:input_type -> cairn.admin.v1.SetDiskFaultsRequest
+	11, // 12: cairn.admin.v1.Admin.SetLimits:input_type -> cairn.admin.v1.SetLimitsRequest
+	3,  // 13: cairn.admin.v1.Admin.Status:output_type -> cairn.admin.v1.StatusResponse
+	7,  // 14: cairn.admin.v1.Admin.SetFaults:output_type -> cairn.admin.v1.SetFaultsResponse
+	10, // 15: cairn.admin.v1.Admin.SetDiskFaults:output_type -> cairn.admin.v1.SetDiskFaultsResponse
+	12, // 16: cairn.admin.v1.Admin.SetLimits:output_type -> cairn.admin.v1.SetLimitsResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_cairn_admin_v1_admin_proto_init() }
@@ -947,7 +1134,7 @@ func file_cairn_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_admin_v1_admin_proto_rawDesc), len(file_cairn_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,9 +26,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_Status_FullMethodName    = "/cairn.admin.v1.Admin/Status"
-	Admin_SetFaults_FullMethodName = "/cairn.admin.v1.Admin/SetFaults"
-	Admin_SetLimits_FullMethodName = "/cairn.admin.v1.Admin/SetLimits"
+	Admin_Status_FullMethodName        = "/cairn.admin.v1.Admin/Status"
+	Admin_SetFaults_FullMethodName     = "/cairn.admin.v1.Admin/SetFaults"
+	Admin_SetDiskFaults_FullMethodName = "/cairn.admin.v1.Admin/SetDiskFaults"
+	Admin_SetLimits_FullMethodName     = "/cairn.admin.v1.Admin/SetLimits"
 )
 
 // AdminClient is the client API for Admin service.
@@ -49,6 +50,12 @@ type AdminClient interface {
 	// was started with fault injection enabled (`cairn server
 	// --enable-fault-injection`): it exists for tests and chaos runs.
 	SetFaults(ctx context.Context, in *SetFaultsRequest, opts ...grpc.CallOption) (*SetFaultsResponse, error)
+	// SetDiskFaults replaces the storage failpoints of this node's Raft log
+	// and snapshot files (all zero: a healthy disk): a slow disk delays
+	// writes and syncs, a full disk fails writes and new space with ENOSPC.
+	// Like SetFaults it is refused with FAILED_PRECONDITION unless the node
+	// was started with --enable-fault-injection.
+	SetDiskFaults(ctx context.Context, in *SetDiskFaultsRequest, opts ...grpc.CallOption) (*SetDiskFaultsResponse, error)
 	// SetLimits proposes new replicated limits for a group (see the KV
 	// service's limits): every replica then judges requests by them. Only
 	// the group's leader accepts it; others answer UNAVAILABLE naming the
@@ -84,6 +91,16 @@ func (c *adminClient) SetFaults(ctx context.Context, in *SetFaultsRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) SetDiskFaults(ctx context.Context, in *SetDiskFaultsRequest, opts ...grpc.CallOption) (*SetDiskFaultsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetDiskFaultsResponse)
+	err := c.cc.Invoke(ctx, Admin_SetDiskFaults_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) SetLimits(ctx context.Context, in *SetLimitsRequest, opts ...grpc.CallOption) (*SetLimitsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SetLimitsResponse)
@@ -112,6 +129,12 @@ type AdminServer interface {
 	// was started with fault injection enabled (`cairn server
 	// --enable-fault-injection`): it exists for tests and chaos runs.
 	SetFaults(context.Context, *SetFaultsRequest) (*SetFaultsResponse, error)
+	// SetDiskFaults replaces the storage failpoints of this node's Raft log
+	// and snapshot files (all zero: a healthy disk): a slow disk delays
+	// writes and syncs, a full disk fails writes and new space with ENOSPC.
+	// Like SetFaults it is refused with FAILED_PRECONDITION unless the node
+	// was started with --enable-fault-injection.
+	SetDiskFaults(context.Context, *SetDiskFaultsRequest) (*SetDiskFaultsResponse, error)
 	// SetLimits proposes new replicated limits for a group (see the KV
 	// service's limits): every replica then judges requests by them. Only
 	// the group's leader accepts it; others answer UNAVAILABLE naming the
@@ -132,6 +155,9 @@ func (UnimplementedAdminServer) Status(context.Context, *StatusRequest) (*Status
 }
 func (UnimplementedAdminServer) SetFaults(context.Context, *SetFaultsRequest) (*SetFaultsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetFaults not implemented")
+}
+func (UnimplementedAdminServer) SetDiskFaults(context.Context, *SetDiskFaultsRequest) (*SetDiskFaultsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetDiskFaults not implemented")
 }
 func (UnimplementedAdminServer) SetLimits(context.Context, *SetLimitsRequest) (*SetLimitsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetLimits not implemented")
@@ -193,6 +219,24 @@ func _Admin_SetFaults_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_SetDiskFaults_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetDiskFaultsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).SetDiskFaults(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_SetDiskFaults_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).SetDiskFaults(ctx, req.(*SetDiskFaultsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_SetLimits_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SetLimitsRequest)
 	if err := dec(in); err != nil {
@@ -225,6 +269,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetFaults",
 			Handler:    _Admin_SetFaults_Handler,
+		},
+		{
+			MethodName: "SetDiskFaults",
+			Handler:    _Admin_SetDiskFaults_Handler,
 		},
 		{
 			MethodName: "SetLimits",
