@@ -14,6 +14,7 @@ import (
 	"github.com/cairnkv/cairn/api/kvpb"
 	"github.com/cairnkv/cairn/kv"
 	"github.com/cairnkv/cairn/raft"
+	"github.com/cairnkv/cairn/storage/vfs"
 	"github.com/cairnkv/cairn/transport/grpcnet"
 )
 
@@ -33,6 +34,19 @@ func (s *adminService) SetFaults(_ context.Context, req *adminpb.SetFaultsReques
 		return nil, err
 	}
 	return &adminpb.SetFaultsResponse{Rules: rules}, nil
+}
+
+func (s *adminService) SetDiskFaults(_ context.Context, req *adminpb.SetDiskFaultsRequest) (*adminpb.SetDiskFaultsResponse, error) {
+	f := req.GetFaults()
+	d := vfs.DiskFaults{
+		WriteDelay: time.Duration(f.GetWriteDelayMs()) * time.Millisecond,
+		SyncDelay:  time.Duration(f.GetSyncDelayMs()) * time.Millisecond,
+		NoSpace:    f.GetNoSpace(),
+	}
+	if err := s.n.SetDiskFaults(d); err != nil {
+		return nil, err
+	}
+	return &adminpb.SetDiskFaultsResponse{Faults: diskFaultsProto(s.n.DiskFaults())}, nil
 }
 
 func (s *adminService) SetLimits(ctx context.Context, req *adminpb.SetLimitsRequest) (*adminpb.SetLimitsResponse, error) {
@@ -81,6 +95,9 @@ func (n *Node) Status(ctx context.Context) (*adminpb.StatusResponse, error) {
 	n.admin.Lock()
 	for _, r := range n.admin.rules {
 		resp.Faults = append(resp.Faults, proto.CloneOf(r))
+	}
+	if d := n.DiskFaults(); !d.IsZero() {
+		resp.DiskFaults = diskFaultsProto(d)
 	}
 	n.admin.Unlock()
 	for _, id := range n.Groups() {
@@ -169,8 +186,7 @@ func roleProto(r raft.Role) adminpb.Role {
 // nothing changes).
 func (n *Node) SetFaults(rules []*adminpb.FaultRule) ([]*adminpb.FaultRule, error) {
 	if n.faults == nil {
-		return nil, status.Error(codes.FailedPrecondition,
-			"server: fault injection is disabled on this node; start it with --enable-fault-injection (tests and chaos runs only)")
+		return nil, errFaultInjectionDisabled()
 	}
 	type key struct {
 		peer uint64
@@ -217,4 +233,60 @@ func (n *Node) SetFaults(rules []*adminpb.FaultRule) ([]*adminpb.FaultRule, erro
 		out[i] = proto.CloneOf(r)
 	}
 	return out, nil
+}
+
+// errFaultInjectionDisabled is SetFaults' and SetDiskFaults' answer on a
+// node started without fault injection.
+func errFaultInjectionDisabled() error {
+	return status.Error(codes.FailedPrecondition,
+		"server: fault injection is disabled on this node; start it with --enable-fault-injection (tests and chaos runs only)")
+}
+
+// MaxDiskFaultDelay is the longest write or sync delay SetDiskFaults
+// accepts. A delayed call holds its group's run goroutine (and a stopping
+// node) that long, so a typo of a few zeros must not wedge a node for
+// hours.
+const MaxDiskFaultDelay = 10 * time.Second
+
+// SetDiskFaults replaces the storage failpoints of the node's Raft logs
+// and snapshot files (zero: a healthy disk), as the Admin service's
+// SetDiskFaults does, and logs the new ones. Every group on the node
+// shares them, and they apply to files already open and to calls waiting
+// out a delay (vfs.Faulty). The state machine's engine is not affected.
+//
+// It fails with FAILED_PRECONDITION unless fault injection is enabled,
+// and with INVALID_ARGUMENT for a negative delay or one over
+// MaxDiskFaultDelay (then nothing changes). The errors are gRPC statuses.
+//
+// What a full disk does to the groups is the replica's business (replica's
+// doc, "Disk failures", and doc.go here): nothing is lost and no replica
+// stops; a full leader refuses new writes with replica.ErrNoSpace, and
+// hands its leadership to a follower once the followers have committed
+// what it holds; everything resumes once space is freed.
+func (n *Node) SetDiskFaults(d vfs.DiskFaults) error {
+	if n.disk == nil {
+		return errFaultInjectionDisabled()
+	}
+	for _, c := range []struct {
+		name  string
+		delay time.Duration
+	}{{"write_delay", d.WriteDelay}, {"sync_delay", d.SyncDelay}} {
+		if c.delay < 0 || c.delay > MaxDiskFaultDelay {
+			return status.Errorf(codes.InvalidArgument, "server: disk faults: %s %v is outside [0, %v] (MaxDiskFaultDelay)", c.name, c.delay, MaxDiskFaultDelay)
+		}
+	}
+	// Serialized with SetFaults, so that the log lines follow the order
+	// in which the faults took effect.
+	n.admin.Lock()
+	defer n.admin.Unlock()
+	n.disk.Set(d)
+	n.logger.Warn("disk faults replaced: the groups' logs and snapshot files now see them", "disk_faults", d.String())
+	return nil
+}
+
+// diskFaultsProto is d on the wire. A delay is rounded up to whole
+// milliseconds, so that a non-zero one never reads as none.
+func diskFaultsProto(d vfs.DiskFaults) *adminpb.DiskFaults {
+	ms := func(t time.Duration) uint32 { return uint32((t + time.Millisecond - 1) / time.Millisecond) }
+	return &adminpb.DiskFaults{WriteDelayMs: ms(d.WriteDelay), SyncDelayMs: ms(d.SyncDelay), NoSpace: d.NoSpace}
 }

@@ -115,8 +115,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 
 	// EnableFaultInjection installs a grpcnet.Faults filter on the peer
-	// transport and enables the Admin service's SetFaults. For tests and
-	// chaos runs only.
+	// transport and storage failpoints (vfs.Faulty) under the groups' Raft
+	// logs and snapshot stores, and enables the Admin service's SetFaults
+	// and SetDiskFaults. For tests and chaos runs only.
 	EnableFaultInjection bool
 	// FaultSeed seeds the fault filter's random draws (0: from the node
 	// ID).

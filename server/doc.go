@@ -82,6 +82,35 @@
 // names the node, the group, the applied index of the state it reflects
 // and the node's term.
 //
+// # Fault injection
+//
+// A node started with Config.EnableFaultInjection (`cairn server
+// --enable-fault-injection`; tests and chaos runs only) lets the Admin
+// service break it while it runs; without it, both calls below answer
+// FAILED_PRECONDITION and nothing sits between the node and its disk or
+// network. SetFaults replaces the peer transport's fault rules (loss,
+// duplication, delay per peer and direction: grpcnet.Faults).
+// SetDiskFaults replaces the storage failpoints (vfs.DiskFaults): every
+// group's write-ahead log and snapshot files go through one vfs.Faulty
+// per node, so that a write or sync delay makes the disk slow and
+// no_space makes it full (ENOSPC on every write, nothing applied). The
+// state machine's Pebble engine is not wrapped: the failpoints shape the
+// Raft log and snapshot files, which is where the replica handles a full
+// disk. Delays are capped at MaxDiskFaultDelay. Status reports both.
+//
+// On a full disk nothing is lost and no node stops (replica's "Disk
+// failures"). A leader whose disk alone is full hands its leadership to a
+// follower once they have committed what it holds, and writes go on there
+// (a client's write caught at the full leader is retried by the client at
+// the new leader after its attempt timeout). When every disk is full the
+// leader keeps its leadership, serves reads, and refuses writes before
+// they enter the log (UNAVAILABLE: "the leader's disk is full; the write
+// was not applied"); the writes it already held commit once space is
+// freed. That refusal speaks for one attempt: a client's retry of a write
+// the leader already holds gets it too. So it must stay an answer that
+// says nothing about execution (such a write ends "outcome unknown" at
+// the client's deadline), never a definitive "not executed".
+//
 // # Goroutines
 //
 //	gRPC (clients)      one per request: checks, proposes, waits on the

@@ -91,7 +91,9 @@ func (n *Node) openGroup(spec groupSpec, bootstrap bool) (_ *group, err error) {
 		}
 	}()
 
-	opts := replica.DiskOptions{Logger: g.logger}
+	// With fault injection, the log and snapshot files go through the
+	// node's storage failpoints (SetDiskFaults); the engine does not.
+	opts := replica.DiskOptions{FS: n.diskFS(), Logger: g.logger}
 	if bootstrap {
 		opts.Bootstrap = spec.voters
 	}

@@ -35,6 +35,10 @@ type Node struct {
 	ticker    *replica.Ticker
 	transport *grpcnet.Transport
 	faults    *grpcnet.Faults // nil unless fault injection is enabled
+	// disk is the storage failpoints under every group's log and snapshot
+	// files; nil unless fault injection is enabled (the groups then use
+	// vfs.Default directly).
+	disk      *vfs.Faulty
 	server    *grpc.Server
 	clientLis net.Listener
 
@@ -44,7 +48,8 @@ type Node struct {
 	groups []*group
 	byID   map[replica.GroupID]*group
 
-	// admin serializes SetFaults and keeps the rules in force.
+	// admin serializes SetFaults and SetDiskFaults, and keeps the fault
+	// rules in force.
 	admin struct {
 		sync.Mutex
 		rules []*adminpb.FaultRule
@@ -133,7 +138,8 @@ func Start(cfg Config) (_ *Node, err error) {
 	if cfg.EnableFaultInjection {
 		n.faults = grpcnet.NewFaults(cfg.FaultSeed)
 		n.transport.SetFilter(n.faults.Filter)
-		n.logger.Warn("fault injection is enabled: the Admin service's SetFaults can cut this node's links")
+		n.disk = vfs.NewFaulty(vfs.Default)
+		n.logger.Warn("fault injection is enabled: the Admin service's SetFaults can cut this node's links, and SetDiskFaults can make its disk slow or full")
 	}
 
 	n.ticker = replica.NewTicker(cfg.TickInterval)
@@ -254,6 +260,26 @@ func (n *Node) StateMachine(id replica.GroupID) *kv.StateMachine {
 // Faults returns the peer transport's fault filter, or nil if fault
 // injection is not enabled (Config.EnableFaultInjection).
 func (n *Node) Faults() *grpcnet.Faults { return n.faults }
+
+// DiskFaults returns the storage failpoints in force (admin.go,
+// SetDiskFaults): zero for a healthy disk, and always zero when fault
+// injection is not enabled.
+func (n *Node) DiskFaults() vfs.DiskFaults {
+	if n.disk == nil {
+		return vfs.DiskFaults{}
+	}
+	return n.disk.Faults()
+}
+
+// diskFS is the filesystem of the groups' logs and snapshot files: the
+// node's vfs.Faulty when fault injection is enabled, else nil (the
+// storage packages' default, vfs.Default, with nothing in between).
+func (n *Node) diskFS() vfs.FS {
+	if n.disk == nil {
+		return nil
+	}
+	return n.disk
+}
 
 // Fatal is closed when the node has failed on its own: a replica stopped
 // on a fatal error (a failed disk write, say) or the client server failed.

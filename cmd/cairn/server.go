@@ -131,7 +131,7 @@ func newServerCommand() (*cobra.Command, *serverOptions) {
 	f.Uint64Var(&o.snapshotEvery, "snapshot-every", 0, "snapshot and compact the log every this many entries (default 10000)")
 	f.DurationVar(&o.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "the longest the node works on a request whose client set no deadline")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "on SIGTERM, how long requests in flight may take to finish")
-	f.BoolVar(&o.faultInjection, "enable-fault-injection", false, "let the Admin service's SetFaults cut this node's links (tests and chaos runs only)")
+	f.BoolVar(&o.faultInjection, "enable-fault-injection", false, "let the Admin service's SetFaults and SetDiskFaults cut this node's links and slow or fill its disk (tests and chaos runs only)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd, o

@@ -13,6 +13,18 @@
 //     unsynced creates, renames and removes may be undone. MemFS also
 //     injects errors (EIO, ENOSPC) and flips bits.
 //
+// Faulty wraps either with failpoints that can change while files are
+// open (DiskFaults): a slow disk (every write, or every sync, waits a
+// given delay first) and a full disk (every write, preallocation, new file
+// or directory and growing truncate fails with ENOSPC, shaped as the os
+// package shapes it, with nothing applied; reads, syncs, removes, renames
+// and shrinking truncates still work). Unlike MemFS's capacity, the full
+// disk refuses writes inside space a file already holds, so that it shows
+// at once even under a log that preallocates its segments. The server
+// puts one Faulty under every group's log and snapshot files when fault
+// injection is enabled, for chaos runs (the Admin service's
+// SetDiskFaults).
+//
 // # Durability contract
 //
 // The storage code assumes exactly this, and MemFS enforces no more:
