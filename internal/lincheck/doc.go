@@ -18,6 +18,24 @@
 //	}
 //	err = lincheck.CheckAppends(hist, finalValues)
 //
+// Workload drives the standard mix for one worker: gets (a share at lease
+// consistency), puts, compare-and-swaps and deletes on register keys, and
+// appends of unique tokens (and reads) on append keys, until stopped. The
+// caller decides how many clients and workers run, gives each worker its
+// own KV and random source, and reads the append keys at the end (with a
+// KV, so that the reads are recorded) for CheckAppends:
+//
+//	wl := lincheck.DefaultWorkload()
+//	for w := range workers {
+//		kv := lincheck.NewKV(rec, clients[w%len(clients)], w)
+//		rng := rand.New(rand.NewPCG(seed, uint64(w)+1))
+//		wg.Go(func() { wl.Run(stop, kv, rng) })
+//	}
+//	...                                          // inject faults
+//	close(stop)                                  // in-flight ops finish
+//	wg.Wait()
+//	log.Print(lincheck.Summary(rec.History()))   // ops by kind and outcome
+//
 // # The model
 //
 // One sequential specification covers every key: a key is absent or holds

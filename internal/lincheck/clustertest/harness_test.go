@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -154,49 +153,19 @@ func (h *harness) newKV(cl *client.Client) *lincheck.KV {
 	return lincheck.NewKV(h.rec, cl, int(h.nextClient.Add(1)-1))
 }
 
-// workload is what the workers do.
+// workload is what the workers do: each worker runs the Workload, on
+// Clients client.Clients shared by Workers goroutines each.
 type workload struct {
-	// Registers are keys for get, put, compare-and-swap and delete; Logs
-	// are keys for appends (and the final reads).
-	Registers, Logs []string
+	lincheck.Workload
 	// Clients is how many client.Clients (sessions) run; Workers how
 	// many goroutines share each.
 	Clients, Workers int
-	// AppendShare is the fraction of operations on Logs: appends, and
-	// one in five a read.
-	AppendShare float64
-	// OpTimeout bounds one operation (its context's deadline), except
-	// for a share ImpatientShare of them, which give up after 1-25ms (often
-	// before the operation completes, if not before it applies) or
-	// 25-425ms.
-	OpTimeout      time.Duration
-	ImpatientShare float64
 	// Configure adjusts each client's config (after the harness's).
 	Configure func(*client.Config)
-	// MaxPause, if set, makes one operation in five wait up to this long
-	// (drawn uniformly) before it starts.
-	MaxPause time.Duration
 }
 
 func defaultWorkload() workload {
-	return workload{
-		Registers:      keys("r", 12),
-		Logs:           keys("a", 4),
-		Clients:        3,
-		Workers:        3,
-		AppendShare:    0.3,
-		OpTimeout:      6 * time.Second,
-		ImpatientShare: 0.1,
-	}
-}
-
-// keys returns n keys named prefix0, prefix1, ...
-func keys(prefix string, n int) []string {
-	var ks []string
-	for i := range n {
-		ks = append(ks, fmt.Sprintf("%s%d", prefix, i))
-	}
-	return ks
+	return workload{Workload: lincheck.DefaultWorkload(), Clients: 3, Workers: 3}
 }
 
 // running is a workload in progress.
@@ -217,7 +186,7 @@ func (h *harness) start(wl workload) *running {
 		for range wl.Workers {
 			kv := h.newKV(cl)
 			rng := rand.New(rand.NewPCG(h.seed, uint64(kv.ID())+1))
-			r.wg.Go(func() { runWorker(r.stop, kv, rng, wl) })
+			r.wg.Go(func() { wl.Run(r.stop, kv, rng) })
 		}
 	}
 	return r
@@ -227,97 +196,6 @@ func (h *harness) start(wl workload) *running {
 func (r *running) end() {
 	close(r.stop)
 	r.wg.Wait()
-}
-
-// runWorker issues operations one at a time until stop is closed. Each
-// value it writes is unique in the run ("w<client>.<n>"); a
-// compare-and-swap expects the last value the worker saw.
-func runWorker(stop <-chan struct{}, kv *lincheck.KV, rng *rand.Rand, wl workload) {
-	type seen struct {
-		known, present bool
-		value          string
-	}
-	last := map[string]seen{}
-	for n := 0; ; n++ {
-		var pause <-chan time.Time
-		if wl.MaxPause > 0 && rng.IntN(5) == 0 {
-			pause = time.After(time.Duration(rng.Int64N(int64(wl.MaxPause))))
-		}
-		select {
-		case <-stop:
-			return
-		case <-pause:
-		default:
-			if pause != nil {
-				select {
-				case <-stop:
-					return
-				case <-pause:
-				}
-			}
-		}
-		// Not derived from stop: an operation in flight when the run
-		// ends is let finish, so the history ends quiet. One in
-		// ImpatientShare gives up early instead: those that do end with
-		// unknown outcomes, open-ended in the history.
-		timeout := wl.OpTimeout
-		if rng.Float64() < wl.ImpatientShare {
-			timeout = time.Duration(1+rng.IntN(25)) * time.Millisecond
-			if rng.IntN(2) == 0 {
-				timeout = time.Duration(25+rng.IntN(400)) * time.Millisecond
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		val := fmt.Sprintf("w%d.%d", kv.ID(), n)
-		if rng.Float64() < wl.AppendShare {
-			// Mostly appends, and reads that close the open-ended ones.
-			log := wl.Logs[rng.IntN(len(wl.Logs))]
-			if rng.IntN(5) == 0 {
-				kv.Get(ctx, log)
-			} else {
-				kv.Append(ctx, log, val+lincheck.AppendSep)
-			}
-			cancel()
-			continue
-		}
-		key := wl.Registers[rng.IntN(len(wl.Registers))]
-		switch r := rng.IntN(100); {
-		case r < 35:
-			var opts []client.ReadOption
-			if rng.IntN(3) == 0 {
-				opts = append(opts, client.WithConsistency(client.Lease))
-			}
-			if out, _ := kv.Get(ctx, key, opts...); out.Outcome == lincheck.OK {
-				last[key] = seen{true, out.Found, out.Value}
-			}
-		case r < 60:
-			if out, _ := kv.Put(ctx, key, val); out.Outcome == lincheck.OK {
-				last[key] = seen{true, true, val}
-			}
-		case r < 90:
-			var out lincheck.Output
-			if s := last[key]; s.known && s.present {
-				out, _ = kv.CompareAndSwap(ctx, key, s.value, val)
-			} else {
-				out, _ = kv.CreateIfAbsent(ctx, key, val)
-			}
-			switch out.Outcome {
-			case lincheck.OK:
-				last[key] = seen{true, true, val}
-			case lincheck.CASFailed:
-				last[key] = seen{true, out.Found, out.Value}
-			}
-		default:
-			// Never impatient: an open-ended delete stays open to the
-			// end (no value of its own lets the checker close it).
-			dctx, dcancel := context.WithTimeout(context.Background(), wl.OpTimeout)
-			if out, _ := kv.Delete(dctx, key); out.Outcome == lincheck.OK {
-				last[key] = seen{known: true}
-			}
-			dcancel()
-		}
-		cancel()
-	}
 }
 
 // finish heals the cluster, restarts stopped nodes, reads every key
@@ -394,7 +272,7 @@ func (h *harness) verify(final map[string]string, logs []string) (lincheck.Resul
 	h.t.Helper()
 	hist := h.rec.History()
 	res := lincheck.Check(hist, lincheck.Options{Timeout: checkTimeout, VisualizationDir: h.dir})
-	h.t.Logf("history: %s", describe(hist))
+	h.t.Logf("history: %s", lincheck.Summary(hist))
 	h.t.Logf("check: %v", res)
 	finalLogs := map[string]string{}
 	for _, k := range logs {
@@ -433,31 +311,4 @@ func (h *harness) checkConverged(ctx context.Context, cl *client.Client, keys []
 			}
 		}
 	}
-}
-
-// describe counts a history's operations by kind and outcome.
-func describe(hist []lincheck.Op) string {
-	kinds := map[lincheck.Kind]int{}
-	outcomes := map[lincheck.Outcome]int{}
-	for _, op := range hist {
-		kinds[op.Input.Kind]++
-		outcomes[op.Output.Outcome]++
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d ops (", len(hist))
-	for i, k := range []lincheck.Kind{lincheck.Get, lincheck.Put, lincheck.CompareAndSwap, lincheck.Delete, lincheck.Append} {
-		if i > 0 {
-			b.WriteString(" ")
-		}
-		fmt.Fprintf(&b, "%v %d", k, kinds[k])
-	}
-	b.WriteString("; ")
-	for i, o := range []lincheck.Outcome{lincheck.OK, lincheck.CASFailed, lincheck.NotApplied, lincheck.Unknown} {
-		if i > 0 {
-			b.WriteString(" ")
-		}
-		fmt.Fprintf(&b, "%v %d", o, outcomes[o])
-	}
-	b.WriteString(")")
-	return b.String()
 }
