@@ -37,8 +37,10 @@ func TestComposeCluster(t *testing.T) {
 		t.Helper()
 		t.Logf("[%5.1fs] "+format, append([]any{time.Since(start).Seconds()}, args...)...)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
+	// A cold build of the binary can take minutes on a loaded two-core
+	// machine: it gets its own bound, the cluster's steps theirs.
+	buildCtx, buildCancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer buildCancel()
 
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -50,12 +52,15 @@ func TestComposeCluster(t *testing.T) {
 
 	// The image: a context holding only the Dockerfile and the binary.
 	buildDir := t.TempDir()
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(buildDir, "cairn"), "./cmd/cairn")
+	build := exec.CommandContext(buildCtx, "go", "build", "-trimpath", "-o", filepath.Join(buildDir, "cairn"), "./cmd/cairn")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the static binary: %v\n%s", err, out)
 	}
+	logf("binary built in %v", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
 	df, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
