@@ -37,7 +37,11 @@
 //   - every acknowledged append is present exactly once, where its result
 //     said, and in real-time order (lincheck.CheckAppends);
 //   - every bank read, at any consistency, sums to the bank's total and
-//     shows no negative balance;
+//     shows no negative balance; the final balances are the initial ones
+//     plus every acknowledged transfer plus some subset of those whose
+//     outcome is unknown, and none of those refused (Bank.Check);
+//     linearizable and lease reads never go back in the log; and each
+//     read's balances are those the log predicts at its applied index;
 //   - every node has applied the same state (serializable reads from each
 //     node alone, after a marker write it has applied);
 //   - every workload completed operations of every kind (a run that
