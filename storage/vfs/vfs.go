@@ -21,7 +21,9 @@ type File interface {
 	Sync() error
 	// Preallocate reserves disk space for [off, off+n), growing the file
 	// to at least off+n bytes; the new bytes read as zeros. Once
-	// preallocated, writes inside the range cannot fail for lack of space.
+	// preallocated, writes inside the range do not fail for lack of space
+	// on a real filesystem (Faulty's NoSpace fails them anyway, so that a
+	// test reaches the callers' handling of ENOSPC on every write).
 	Preallocate(off, n int64) error
 	// Truncate changes the file's size; new bytes read as zeros.
 	Truncate(size int64) error

@@ -22,8 +22,10 @@
 // last record carries a batch-end flag, and replay applies a batch only
 // when it has read that record, so a Save is atomic. Segments are
 // preallocated (fallocate), so a write inside one changes no file size
-// and cannot fail for lack of space; a full disk shows when a new segment
-// is preallocated, which is clean to refuse. Each segment opens with a
+// and does not fail for lack of space on a real filesystem; a full disk
+// shows when a new segment is preallocated, which is clean to refuse. (A
+// write that fails with ENOSPC anyway, as vfs.Faulty makes it, writes
+// nothing and is refused the same way: ErrNoSpace, the log unchanged.) Each segment opens with a
 // checkpoint (hard state, snapshot, compaction point, last index and term)
 // so that replay can start from any segment; the log is held in memory
 // (see "Memory").
