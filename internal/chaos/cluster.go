@@ -106,6 +106,7 @@ type Cluster struct {
 	mu         sync.Mutex
 	closed     bool
 	unexpected []error
+	ports      []int // reserved by allocPorts until Close
 }
 
 // clusterNode is one node of a Cluster.
@@ -193,6 +194,7 @@ func startCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 	if err != nil {
 		return nil, err
 	}
+	c.ports = ports
 	for i := 1; i <= cfg.Nodes; i++ {
 		id := raft.NodeID(i)
 		dir := filepath.Join(cfg.Dir, fmt.Sprintf("n%d", i))
@@ -267,6 +269,8 @@ func startCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 // otherwise be free to take one as its local port. Where the range is
 // unknown, it asks the system for ports (from the ephemeral range).
 func allocPorts(n int) ([]int, error) {
+	reserved.Lock()
+	defer reserved.Unlock()
 	var held []net.Listener
 	defer func() {
 		for _, l := range held {
@@ -278,7 +282,7 @@ func allocPorts(n int) ([]int, error) {
 		const base = 10000
 		for tries := 0; len(ports) < n && tries < 100*n; tries++ {
 			port := base + rand.IntN(lo-base)
-			if slices.Contains(ports, port) {
+			if slices.Contains(ports, port) || reserved.ports[port] {
 				continue
 			}
 			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
@@ -297,7 +301,28 @@ func allocPorts(n int) ([]int, error) {
 		held = append(held, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
+	for _, p := range ports {
+		reserved.ports[p] = true
+	}
 	return ports, nil
+}
+
+// reserved holds the ports of the clusters of this process until they
+// close: a node that is down leaves its ports free, and another cluster
+// started meanwhile (runs go in parallel) must not take them, or the
+// node could not restart.
+var reserved = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// releasePorts ends the reservation of ports.
+func releasePorts(ports []int) {
+	reserved.Lock()
+	defer reserved.Unlock()
+	for _, p := range ports {
+		delete(reserved.ports, p)
+	}
 }
 
 // ephemeralLow is the low end of Linux's ephemeral port range, if it is
@@ -901,6 +926,7 @@ func (c *Cluster) Close() error {
 		}
 	}
 	c.wg.Wait()
+	releasePorts(c.ports)
 	if len(c.ids) > 0 {
 		c.log.Info("cluster closed", "dir", c.cfg.Dir)
 	}

@@ -138,7 +138,11 @@ func (r *Report) String() string {
 			}
 			fmt.Fprintf(&b, "  - %s\n", strings.Join(lines, "\n    "))
 		}
-		fmt.Fprintf(&b, "  run files: %s\n", r.Dir)
+		fmt.Fprintf(&b, "  run files: %s (schedule.txt, events.txt, history.jsonl, bank.jsonl, cluster/n*/log)\n", r.Dir)
+		fmt.Fprintf(&b, "  history file: %s\n", filepath.Join(r.Dir, "history.jsonl"))
+		if r.Check.Visualization != "" {
+			fmt.Fprintf(&b, "  visualization: %s\n", r.Check.Visualization)
+		}
 	}
 	return b.String()
 }
