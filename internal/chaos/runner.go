@@ -376,22 +376,9 @@ func (r *run) check(ctx context.Context, rep *Report) []string {
 	if err != nil {
 		return []string{err.Error()}
 	}
-	kv := r.newKV(cl)
-	final := map[string]string{}
-	for _, key := range keys {
-		for attempt := 0; ; attempt++ {
-			out, err := kv.Get(fctx, key)
-			if out.Outcome == lincheck.OK {
-				if out.Found {
-					final[key] = out.Value
-				}
-				break
-			}
-			if attempt == 5 || fctx.Err() != nil {
-				fail("final read of %q after healing: %v", key, err)
-				break
-			}
-		}
+	final, err := lincheck.ReadFinal(fctx, r.newKV(cl), keys, 6)
+	if err != nil {
+		fail("after healing: %v", err)
 	}
 	if _, err := r.cfg.Bank.Read(fctx, cl, r.bankLog); err != nil {
 		fail("final bank read after healing: %v", err)

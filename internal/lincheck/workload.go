@@ -2,6 +2,7 @@ package lincheck
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -197,4 +198,31 @@ func Summary(hist []Op) string {
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+// ReadFinal reads each key through kv, recorded, once the run's faults
+// are healed and its workers stopped: these reads pin down which
+// open-ended writes took effect, and give CheckAppends its final values.
+// A read that fails is retried, up to attempts times in all. It returns
+// the values found (absent keys left out) and an error naming each key it
+// could not read.
+func ReadFinal(ctx context.Context, kv *KV, keys []string, attempts int) (map[string]string, error) {
+	final := map[string]string{}
+	var errs []error
+	for _, key := range keys {
+		for attempt := 1; ; attempt++ {
+			out, err := kv.Get(ctx, key)
+			if out.Outcome == OK {
+				if out.Found {
+					final[key] = out.Value
+				}
+				break
+			}
+			if attempt >= attempts || ctx.Err() != nil {
+				errs = append(errs, fmt.Errorf("final read of %q: %w", key, err))
+				break
+			}
+		}
+	}
+	return final, errors.Join(errs...)
 }

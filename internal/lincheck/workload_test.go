@@ -80,14 +80,9 @@ func TestWorkloadRun(t *testing.T) {
 	wg.Wait()
 
 	// Final reads of the append keys, recorded, for CheckAppends.
-	kv := NewKV(rec, c.Client(), id)
-	final := map[string]string{}
-	for _, key := range wl.Logs {
-		out, err := kv.Get(ctx, key)
-		if out.Outcome != OK {
-			t.Fatalf("final read of %s: %v", key, err)
-		}
-		final[key] = out.Value // "" if absent: none of its appends applied
+	final, err := ReadFinal(ctx, NewKV(rec, c.Client(), id), wl.Logs, 3)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	hist := rec.History()

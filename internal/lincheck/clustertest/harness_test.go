@@ -233,21 +233,9 @@ func (h *harness) settle(wl workload) (map[string]string, *client.Client) {
 	ctx := h.ctx(60 * time.Second)
 	h.c.WaitLeader(ctx, server.DefaultGroup)
 	cl := h.client()
-	kv := h.newKV(cl)
-	final := map[string]string{}
-	for _, key := range slices.Concat(wl.Registers, wl.Logs) {
-		for attempt := 0; ; attempt++ {
-			out, err := kv.Get(ctx, key)
-			if out.Outcome == lincheck.OK {
-				if out.Found {
-					final[key] = out.Value
-				}
-				break
-			}
-			if attempt == 5 {
-				h.t.Fatalf("final read of %q after healing: %v (seed %d)", key, err, h.seed)
-			}
-		}
+	final, err := lincheck.ReadFinal(ctx, h.newKV(cl), slices.Concat(wl.Registers, wl.Logs), 6)
+	if err != nil {
+		h.t.Fatalf("after healing: %v (seed %d)", err, h.seed)
 	}
 	return final, cl
 }
