@@ -11,6 +11,7 @@
 //	cairn cas KEY [NEW] --expect-value V | --expect-version N | --expect-absent [--delete]
 //	cairn scan [START [END]] [--limit N] [--prefix] [--keys-only]
 //	cairn status                         every node's role, term, leader, indexes, sizes
+//	cairn fault show|net|disk|heal --endpoint ADDR   one node's network and disk faults (fault.go)
 //	cairn bench [--target cairn|etcd] [workload flags] [--json FILE]
 //
 // Global flags, as etcdctl's: --endpoints (comma-separated host:port of

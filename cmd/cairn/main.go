@@ -85,6 +85,8 @@ Talk to a cluster (--endpoints like etcdctl):
   cairn cas KEY NEW --expect-value OLD | --expect-version N | --expect-absent
   cairn scan [START [END]] [--limit N] [--prefix]
   cairn status                     every node's role, term, leader, indexes, sizes
+  cairn fault show|net|disk|heal --endpoint ADDR
+                                   manual chaos on one node (see cairn fault --help)
   cairn bench                      a load generator (also for etcd)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -111,6 +113,7 @@ Talk to a cluster (--endpoints like etcdctl):
 		newCASCmd(g),
 		newScanCmd(g),
 		newStatusCmd(g),
+		newFaultCmd(g),
 		newDemoCmd(g),
 		newBenchCmd(g),
 	)
