@@ -97,7 +97,7 @@ func (a *applier) sessionWrite(idx uint64, rec *kvpb.SessionRecord, cmd *kvpb.Co
 		return &Result{Err: errf(ErrStaleSequence, "session %d seq %d is below its lowest unacknowledged seq %d", id, seq, rec.GetLowestUnackedSeq())}, nil
 	}
 	cached, err := a.cachedResult(id, seq)
-	if err != nil || cached != nil {
+	if err != nil || (cached != nil && !controlNoDedup) {
 		return cached, err
 	}
 	if rec.GetPending() >= s.lim.MaxPendingPerSession {

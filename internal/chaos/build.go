@@ -20,11 +20,12 @@ const modulePath = "github.com/cairnkv/cairn"
 // BuildBinary builds the cairn server binary (./cmd/cairn of this module)
 // into dir, as dir/cairn, and returns its absolute path. race builds it
 // with the race detector; otherwise it is the static binary the Dockerfile
-// holds (CGO_ENABLED=0, -trimpath).
+// holds (CGO_ENABLED=0, -trimpath). tags are build tags (the control tests
+// build deliberately broken servers with them; see kv/control.go).
 // It finds the module root from this source file's location or, when the
 // source is not where it was compiled (-trimpath, a copied binary), from
 // `go env GOMOD` in the working directory; it runs `go build` with ctx.
-func BuildBinary(ctx context.Context, dir string, race bool) (string, error) {
+func BuildBinary(ctx context.Context, dir string, race bool, tags ...string) (string, error) {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return "", err
@@ -46,6 +47,9 @@ func BuildBinary(ctx context.Context, dir string, race bool) (string, error) {
 		// binary): the same flags share the build cache.
 		args = append(args, "-trimpath")
 		env = append(env, "CGO_ENABLED=0")
+	}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
 	}
 	args = append(args, "./cmd/cairn")
 	cmd := exec.CommandContext(ctx, "go", args...)

@@ -118,7 +118,7 @@ func TestChaosCatchesDataLoss(t *testing.T) {
 		Nodes:    3,
 		Faults:   []Fault{LoseAllData},
 		Binary:   bin,
-		Dir:      runDir(t, fmt.Sprintf("control-seed-%d", seed)),
+		Dir:      runDir(t, fmt.Sprintf("control-loss-seed-%d", seed)),
 		Logger:   testLogger(t),
 	})
 	if err != nil {
@@ -150,6 +150,35 @@ func rerun(seed string) string {
 		cmd += " -chaos.race"
 	}
 	return cmd
+}
+
+// TestChaosCatchesDuplicateApplies is the control for exactly-once: a
+// server built with control_no_dedup executes a retried write again
+// instead of answering it from its session (kv/control.go). Killing and
+// pausing leaders makes clients retry writes that did apply; the run must
+// fail, with the append check reporting tokens applied twice.
+func TestChaosCatchesDuplicateApplies(t *testing.T) {
+	bin := controlBinary(t, "control_no_dedup")
+	seed := *flagSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())&(1<<48-1) | 1
+	}
+	rep, err := Run(t.Context(), Config{
+		Seed:     seed,
+		Duration: 20 * time.Second,
+		Nodes:    3,
+		Faults:   []Fault{KillLeader, PauseLeader, IsolateLeader},
+		Binary:   bin,
+		Dir:      runDir(t, fmt.Sprintf("control-dedup-seed-%d", seed)),
+		Logger:   testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+	t.Logf("%s", rep)
+	if !slices.ContainsFunc(rep.Violations, func(v string) bool { return strings.HasPrefix(v, "appends: ") }) {
+		t.Errorf("seed %d: a server that applies retried writes twice passed the append check; violations: %q", seed, rep.Violations)
+	}
 }
 
 // runDir is where a run's files go: a new directory name under

@@ -34,8 +34,7 @@ var builtBinary struct {
 }
 
 // clusterBinary returns the cairn binary for the tests, built once per
-// test binary run, with -race when the tests have it (its instrumented
-// packages are then in the build cache already). It goes to a directory
+// test binary run, with -race under -chaos.race. It goes to a directory
 // under os.TempDir kept across runs, one per user, module root and
 // flavour, so that nothing piles up and go build only relinks what
 // changed. It skips the test under -short.
@@ -56,8 +55,7 @@ func clusterBinary(t *testing.T) string {
 		if *flagRace {
 			flavour = "race"
 		}
-		sum := sha256.Sum256([]byte(root))
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("cairn-chaos-%d-%x", os.Getuid(), sum[:6]), flavour)
+		dir := buildDir(root, flavour)
 		start := time.Now()
 		builtBinary.path, builtBinary.err = BuildBinary(ctx, dir, *flagRace)
 		if builtBinary.err == nil {
@@ -68,6 +66,33 @@ func clusterBinary(t *testing.T) string {
 		t.Fatalf("building the cairn binary: %v", builtBinary.err)
 	}
 	return builtBinary.path
+}
+
+// buildDir is where the tests keep a flavour of the binary: under
+// os.TempDir, one directory per user and module root, kept across runs.
+func buildDir(root, flavour string) string {
+	sum := sha256.Sum256([]byte(root))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("cairn-chaos-%d-%x", os.Getuid(), sum[:6]), flavour)
+}
+
+// controlBinary builds the cairn binary with a control's build tag (a
+// deliberately broken server; kv/control.go).
+func controlBinary(t *testing.T, tag string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the cairn binary and runs server processes")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := BuildBinary(ctx, buildDir(root, tag), false, tag)
+	if err != nil {
+		t.Fatalf("building the cairn binary with %s: %v", tag, err)
+	}
+	return bin
 }
 
 // ctWriter writes a logger's lines to the test log.

@@ -50,6 +50,16 @@
 //     fatal error or (with -chaos.race, which builds the servers with the
 //     race detector) a data race.
 //
+// # Controls
+//
+// A check that never fails proves nothing, so two control tests run a
+// real schedule against a cluster that must fail it:
+// TestChaosCatchesDataLoss deletes every node's data mid-run (LoseAllData),
+// and TestChaosCatchesDuplicateApplies runs servers built with the
+// control_no_dedup tag, which execute a retried write again instead of
+// answering it from its session (kv/control.go); the runs must report
+// the lost writes and the doubly applied appends and transfers.
+//
 // # Running
 //
 // TestChaos runs ten 30-second schedules, two at a time, in every `go
