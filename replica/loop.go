@@ -309,12 +309,17 @@ func (r *Replica) startTransfer(tr *transfer) {
 // handleReports passes on what transports reported.
 func (r *Replica) handleReports() {
 	r.reports.Lock()
-	unreachable := r.reports.unreachable
-	snaps := r.reports.snapshots
-	cancelled := r.reports.cancelled
-	if len(unreachable) > 0 {
+	// Take the map only when it holds something, and then leave a new one:
+	// the map iterated below must be one no transport can still write to
+	// (iterating the mailbox's own map, even empty, raced with
+	// ReportUnreachable; found by the chaos runner's race-built servers).
+	var unreachable map[raft.NodeID]struct{}
+	if len(r.reports.unreachable) > 0 {
+		unreachable = r.reports.unreachable
 		r.reports.unreachable = make(map[raft.NodeID]struct{})
 	}
+	snaps := r.reports.snapshots
+	cancelled := r.reports.cancelled
 	r.reports.snapshots, r.reports.cancelled = nil, nil
 	r.reports.Unlock()
 	for id := range unreachable {
