@@ -110,13 +110,27 @@ func (n *Node) Status(ctx context.Context) (*adminpb.StatusResponse, error) {
 	return resp, nil
 }
 
+// statusWait bounds how long Status waits for a replica's goroutine, which
+// a slow disk can hold in an fsync for seconds: past it, Status reports
+// what the replica last published (GroupStatus.error starts with
+// busyReplica), so that an operator can still see a node whose disk is
+// slow.
+const statusWait = 500 * time.Millisecond
+
+// busyReplica starts GroupStatus.error when Status reported a busy
+// replica's last published view.
+const busyReplica = "busy"
+
 func (n *Node) groupStatus(ctx context.Context, g *group) (*adminpb.GroupStatus, error) {
 	gs := &adminpb.GroupStatus{
 		GroupId:  uint64(g.spec.id),
 		StartKey: g.spec.start,
 		EndKey:   g.spec.end,
 	}
-	st, err := g.r.Status(ctx)
+	rctx, cancel := context.WithTimeout(ctx, statusWait)
+	st, err := g.r.Status(rctx)
+	cancel()
+	busy := false
 	switch {
 	case err == nil:
 		gs.Role = roleProto(st.Role)
@@ -130,6 +144,18 @@ func (n *Node) groupStatus(ctx context.Context, g *group) (*adminpb.GroupStatus,
 		}
 	case ctx.Err() != nil:
 		return nil, status.FromContextError(ctx.Err()).Err()
+	case rctx.Err() != nil:
+		// The replica's goroutine is held up, typically in an fsync of a
+		// slow disk: report its last published view rather than wait.
+		busy = true
+		ls, _ := g.r.Leader()
+		gs.Role = roleProto(ls.Role)
+		gs.Term = uint64(ls.Term)
+		gs.LeaderId = uint64(ls.Lead)
+		gs.LeaderAddress = n.leaderAddr(ls.Lead)
+		gs.AppliedIndex = uint64(g.sm.AppliedIndex())
+		gs.Error = fmt.Sprintf("%s: the replica did not answer within %v (is its disk slow?); role, term and leader are its last published view, applied index its state machine's; commit index, voters and log size are unknown",
+			busyReplica, statusWait)
 	default:
 		// The replica stopped: say why, and what the disk holds.
 		gs.Role = adminpb.Role_STOPPED
@@ -146,10 +172,12 @@ func (n *Node) groupStatus(ctx context.Context, g *group) (*adminpb.GroupStatus,
 	if last, err := g.disk.Log.LastIndex(); err == nil {
 		gs.LastIndex = uint64(last)
 	}
-	for _, path := range g.disk.Log.Segments() {
-		gs.LogSegments++
-		if fi, err := os.Stat(path); err == nil {
-			gs.LogBytes += uint64(fi.Size())
+	if !busy { // Segments waits for the log's writer, which the busy replica may be
+		for _, path := range g.disk.Log.Segments() {
+			gs.LogSegments++
+			if fi, err := os.Stat(path); err == nil {
+				gs.LogBytes += uint64(fi.Size())
+			}
 		}
 	}
 	if meta, err := g.disk.Log.Snapshot(); err == nil && !meta.IsEmpty() {

@@ -369,3 +369,54 @@ func TestAdminSetDiskFaults(t *testing.T) {
 		t.Fatalf("status without fault injection: %v, %v", st, err)
 	}
 }
+
+// TestStatusSlowDisk: a node whose disk takes seconds per fsync still
+// answers Status promptly, with its replica's last published view marked
+// busy, instead of waiting for the fsync to end.
+func TestStatusSlowDisk(t *testing.T) {
+	c, lead := startCluster(t, testcluster.Options{})
+	ctx := testContext(t)
+	cl := c.Client()
+	if _, err := cl.Put(ctx, []byte("before"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	setDiskFaults(ctx, t, c, lead, &adminpb.DiskFaults{SyncDelayMs: 3000})
+	// A write makes the leader's goroutine fsync, for three seconds.
+	done := make(chan error, 1)
+	go func() {
+		_, err := cl.Put(ctx, []byte("during"), []byte("v"))
+		done <- err
+	}()
+	adm := dialAdmin(t, c.ClientAddr(lead))
+	busy := false
+	for deadline := time.Now().Add(10 * time.Second); !busy && time.Now().Before(deadline); {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := adm.Status(sctx, &adminpb.StatusRequest{})
+		cancel()
+		if err != nil {
+			t.Fatalf("Status of the node with a slow disk: %v (it must answer within its bound)", err)
+		}
+		g := st.GetGroups()[0]
+		if strings.HasPrefix(g.GetError(), "busy:") {
+			busy = true
+			if g.GetTerm() == 0 || g.GetRole() == adminpb.Role_ROLE_UNSPECIFIED || g.GetAppliedIndex() == 0 {
+				t.Fatalf("the busy view lacks the published role, term or applied index: %v", g)
+			}
+			t.Logf("busy view: %v", g)
+		}
+	}
+	if !busy {
+		t.Fatal("Status never reported the replica busy while its fsyncs took three seconds")
+	}
+	setDiskFaults(ctx, t, c, lead, healthyDisk)
+	if err := <-done; err != nil {
+		t.Fatalf("the write during the slow fsync: %v", err)
+	}
+	st, err := adm.Status(ctx, &adminpb.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := st.GetGroups()[0].GetError(); e != "" {
+		t.Fatalf("after healing, Status still says %q", e)
+	}
+}

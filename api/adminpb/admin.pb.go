@@ -323,7 +323,10 @@ type GroupStatus struct {
 	// bound.
 	StartKey []byte `protobuf:"bytes,16,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
 	EndKey   []byte `protobuf:"bytes,17,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
-	// error is set when the replica stopped on a fatal error.
+	// error is set when the replica stopped on a fatal error (role STOPPED),
+	// or when it did not answer in time (it starts with "busy:"; a slow disk
+	// holds it in an fsync): then role, term and leader are its last
+	// published view and commit index, voters and log size are unknown.
 	Error         string `protobuf:"bytes,18,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -124,7 +124,11 @@ func statusesOf(ep string, resp *adminpb.StatusResponse) []nodeStatus {
 			SnapshotIdx:  gs.GetSnapshotIndex(),
 			SnapshotSize: gs.GetSnapshotBytes(),
 		}
-		if e := gs.GetError(); e != "" {
+		switch e := gs.GetError(); {
+		case strings.HasPrefix(e, "busy:"):
+			// Its last published view; commit and log size unknown.
+			s.Role += " (busy: slow disk?)"
+		case e != "":
 			s.Role += " (" + e + ")"
 		}
 		out = append(out, s)
