@@ -24,7 +24,7 @@ var (
 	flagNodes     = flag.Int("chaos.nodes", 0, "cluster size (default: from each seed, 3 or 5)")
 	flagOut       = flag.String("chaos.out", "", "directory to keep every run's files in (default: a temporary directory, kept only on failure)")
 	flagFaults    = flag.String("chaos.faults", "", "comma-separated faults the schedules draw from (default: all; see Fault.String)")
-	flagRace      = flag.Bool("chaos.race", false, "build the servers with the race detector (slower: fewer operations per run)")
+	flagRace      = flag.Bool("chaos.race", raceEnabled, "build the servers with the race detector and fail a run on any race they report (default: when the tests are built with -race)")
 	flagVerbose   = flag.Bool("chaos.verbose", false, "log the nemesis's and the cluster's progress")
 )
 
@@ -146,8 +146,11 @@ func rerun(seed string) string {
 	if *flagFaults != "" {
 		cmd += fmt.Sprintf(" -chaos.faults=%s", *flagFaults)
 	}
-	if *flagRace {
-		cmd += " -chaos.race"
+	if raceEnabled {
+		cmd = strings.Replace(cmd, "go test ", "go test -race ", 1)
+	}
+	if *flagRace != raceEnabled {
+		cmd += fmt.Sprintf(" -chaos.race=%v", *flagRace)
 	}
 	return cmd
 }

@@ -47,8 +47,9 @@
 //   - every workload completed operations of every kind (a run that
 //     checked nothing does not pass);
 //   - no server exited on its own, and no server log shows a panic, a
-//     fatal error or (with -chaos.race, which builds the servers with the
-//     race detector) a data race.
+//     fatal error or a data race (the servers are built with the race
+//     detector when the tests are, as in `go test -race ./...`, or with
+//     -chaos.race).
 //
 // # Controls
 //
