@@ -23,6 +23,7 @@ import (
 	"github.com/cairnkv/cairn/client"
 	"github.com/cairnkv/cairn/raft"
 	"github.com/cairnkv/cairn/server"
+	"github.com/cairnkv/cairn/storage/vfs"
 )
 
 // demoClusterID is the cluster ID of every demo cluster, so that a --dir
@@ -169,6 +170,9 @@ type localCluster struct {
 		// isolated nodes are cut off from every peer; applied again to a
 		// restarted node.
 		isolated map[raft.NodeID]bool
+		// disks are the nodes' disk faults (none: healthy); applied again
+		// to a restarted node.
+		disks map[raft.NodeID]vfs.DiskFaults
 		// changed is closed (and replaced) when a node is killed or
 		// restarted.
 		changed chan struct{}
@@ -179,6 +183,7 @@ func startLocalCluster(o demoOptions, logger *slog.Logger) (*localCluster, error
 	lc := &localCluster{dir: o.dir, peers: map[raft.NodeID]server.Peer{}, logger: logger, tick: o.tick}
 	lc.mu.nodes = map[raft.NodeID]*server.Node{}
 	lc.mu.isolated = map[raft.NodeID]bool{}
+	lc.mu.disks = map[raft.NodeID]vfs.DiskFaults{}
 	lc.mu.changed = make(chan struct{})
 
 	type pair struct{ peer, client net.Listener }
@@ -299,6 +304,27 @@ func (lc *localCluster) Restart(id uint64) error {
 			return err
 		}
 	}
+	if d, ok := lc.mu.disks[nid]; ok {
+		if err := n.SetDiskFaults(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Disk sets node id's disk faults (the zero value: a healthy disk).
+func (lc *localCluster) Disk(id uint64, d vfs.DiskFaults) error {
+	nid := raft.NodeID(id)
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if d.IsZero() {
+		delete(lc.mu.disks, nid)
+	} else {
+		lc.mu.disks[nid] = d
+	}
+	if n := lc.mu.nodes[nid]; n != nil {
+		return n.SetDiskFaults(d)
+	}
 	return nil
 }
 
@@ -326,10 +352,14 @@ func (lc *localCluster) Heal() error {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	clear(lc.mu.isolated)
+	clear(lc.mu.disks)
 	var errs []error
 	for _, n := range lc.mu.nodes {
 		if n != nil {
 			if _, err := n.SetFaults(nil); err != nil {
+				errs = append(errs, err)
+			}
+			if err := n.SetDiskFaults(vfs.DiskFaults{}); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -342,7 +372,7 @@ func (lc *localCluster) Status(ctx context.Context) []nodeStatus {
 	for _, id := range lc.ids {
 		ep := lc.peers[id].ClientAddr
 		lc.mu.Lock()
-		n, isolated := lc.mu.nodes[id], lc.mu.isolated[id]
+		n, isolated, disk := lc.mu.nodes[id], lc.mu.isolated[id], lc.mu.disks[id]
 		lc.mu.Unlock()
 		if n == nil {
 			out = append(out, nodeStatus{Endpoint: ep, Node: uint64(id), Err: statusKilled})
@@ -354,9 +384,12 @@ func (lc *localCluster) Status(ctx context.Context) []nodeStatus {
 			continue
 		}
 		st := statusesOf(ep, resp)
-		if isolated {
-			for i := range st {
+		for i := range st {
+			if isolated {
 				st[i].Role += " (cut off)"
+			}
+			if !disk.IsZero() {
+				st[i].Role += " (disk " + describeDisk(disk) + ")"
 			}
 		}
 		out = append(out, st...)

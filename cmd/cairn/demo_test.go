@@ -94,7 +94,7 @@ quit
 		regexp.MustCompile(`(?m)^> put k v2\n(\* .*\n)*OK version \d+`),
 		regexp.MustCompile(`(?m)^> get k\n(\* .*\n)*v2 \(version`),
 		regexp.MustCompile(`(?m)^\d .* (leader|follower|pre-candidate|candidate) \(cut off\)`),
-		regexp.MustCompile(`(?m)^> heal\n(\* .*\n)*every link restored$`),
+		regexp.MustCompile(`(?m)^> heal\n(\* .*\n)*every link restored, every disk healthy$`),
 		regexp.MustCompile(`(?m)^> put k v3\n(\* .*\n)*OK version \d+`),
 	} {
 		if !want.MatchString(transcript) {
@@ -103,5 +103,45 @@ quit
 	}
 	if strings.Contains(transcript, "error:") {
 		t.Errorf("transcript has an error")
+	}
+}
+
+// TestDemoDisk fills the leader's disk: writes go on (the full leader
+// hands off), status shows the full disk, a slow disk and a bad command
+// are answered, and heal makes every disk healthy again.
+func TestDemoDisk(t *testing.T) {
+	script := `put k v1
+disk full leader
+put k v2
+status
+disk slow 1 50
+disk ok 1
+disk bogus 1
+heal
+put k v3
+get k
+quit
+`
+	var out, errb bytes.Buffer
+	start := time.Now()
+	code := run(t.Context(), []string{"demo", "--base-port", "0"}, strings.NewReader(script), &out, &errb)
+	transcript := out.String()
+	t.Logf("transcript (%v):\n%s", time.Since(start), transcript)
+	if code != 0 {
+		t.Fatalf("exit %d; stderr %q", code, errb.String())
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^> disk full leader\n(\* .*\n)*node \d's disk is full$`),
+		regexp.MustCompile(`(?m)^> put k v2\n(\* .*\n)*OK version \d+`),
+		regexp.MustCompile(`(?m)^\d .*\(disk full\)`),
+		regexp.MustCompile(`(?m)^> disk slow 1 50\n(\* .*\n)*node 1's disk is slow \(50ms per fsync\)$`),
+		regexp.MustCompile(`(?m)^> disk ok 1\n(\* .*\n)*node 1's disk is healthy$`),
+		regexp.MustCompile(`(?m)^> disk bogus 1\n(\* .*\n)*error: disk bogus: want full, slow or ok$`),
+		regexp.MustCompile(`(?m)^> heal\n(\* .*\n)*every link restored, every disk healthy$`),
+		regexp.MustCompile(`(?m)^> get k\n(\* .*\n)*v3 \(version`),
+	} {
+		if !want.MatchString(transcript) {
+			t.Errorf("transcript does not match %s", want)
+		}
 	}
 }

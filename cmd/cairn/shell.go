@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/cairnkv/cairn/client"
+	"github.com/cairnkv/cairn/storage/vfs"
 )
 
 // demoCluster is what the demo shell drives: a local cluster whose nodes
@@ -28,8 +29,11 @@ type demoCluster interface {
 	Kill(id uint64) error
 	Restart(id uint64) error
 	// Partition cuts every link between node id and the other nodes
-	// (clients can still reach it); Heal restores every link.
+	// (clients can still reach it); Disk sets node id's disk faults (its
+	// Raft log's: full, or slow fsyncs; zero: healthy); Heal restores
+	// every link and every disk.
 	Partition(id uint64) error
+	Disk(id uint64, d vfs.DiskFaults) error
 	Heal() error
 	// Status asks every node for its status; an unreachable (killed) node
 	// has Err set.
@@ -87,7 +91,10 @@ const shellHelp = `Commands (one a line; quote a value with spaces as "a b"):
   restart [N]             start node N (no N: every killed node) again from its data
   partition N | partition leader
                           cut node N off from the other nodes (clients still reach it)
-  heal                    reconnect every node
+  disk full|slow|ok N|leader [MS]
+                          node N's disk (its Raft log) is full, slow (MS ms per fsync,
+                          default 200), or healthy again
+  heal                    reconnect every node, make every disk healthy
   help                    this text
   quit                    stop the cluster and leave (also: exit, Ctrl-D)
 A line starting with # is a comment. Leadership changes are announced as they happen:
@@ -324,6 +331,38 @@ func (sh *shell) exec(ctx context.Context, args []string) error {
 			return err
 		}
 		sh.out.printf("node %d cut off from the other nodes\n", id)
+	case "disk":
+		if len(args) < 2 || len(args) > 3 || (len(args) == 3 && args[0] != "slow") {
+			return errors.New("usage: disk full N | disk slow N [MS] | disk ok N (N: a node id or leader)")
+		}
+		id, err := sh.nodeArg(ctx, args[1])
+		if err != nil {
+			return err
+		}
+		var d vfs.DiskFaults
+		switch args[0] {
+		case "full":
+			d.NoSpace = true
+		case "slow":
+			ms := 200
+			if len(args) == 3 {
+				if ms, err = strconv.Atoi(args[2]); err != nil || ms <= 0 || ms > 10000 {
+					return fmt.Errorf("disk slow: %q is not a delay in milliseconds from 1 to 10000", args[2])
+				}
+			}
+			d.SyncDelay = time.Duration(ms) * time.Millisecond
+		case "ok":
+		default:
+			return fmt.Errorf("disk %s: want full, slow or ok", args[0])
+		}
+		if err := sh.cl.Disk(id, d); err != nil {
+			return err
+		}
+		if d.IsZero() {
+			sh.out.printf("node %d's disk is healthy\n", id)
+		} else {
+			sh.out.printf("node %d's disk is %s\n", id, describeDisk(d))
+		}
 	case "heal":
 		if err := need(0, "heal"); err != nil {
 			return err
@@ -331,11 +370,23 @@ func (sh *shell) exec(ctx context.Context, args []string) error {
 		if err := sh.cl.Heal(); err != nil {
 			return err
 		}
-		sh.out.printf("every link restored\n")
+		sh.out.printf("every link restored, every disk healthy\n")
 	default:
 		return fmt.Errorf("unknown command %q (try help)", cmd)
 	}
 	return nil
+}
+
+// describeDisk says what disk faults d make, in the demo's words.
+func describeDisk(d vfs.DiskFaults) string {
+	switch {
+	case d.IsZero():
+		return "healthy"
+	case d.NoSpace:
+		return "full"
+	default:
+		return fmt.Sprintf("slow (%v per fsync)", d.SyncDelay)
+	}
 }
 
 // nodeArg resolves a node argument: an id, or "leader".
