@@ -27,6 +27,10 @@
 // through Admin.SetDiskFaults): a slow disk, a full disk on the leader, a
 // full disk everywhere.
 //
+// One seed in two runs the servers with --snapshot-every 300, so that
+// logs are compacted often and nodes that were down or cut off catch up
+// by snapshot transfer while the faults go on (Config.ServerArgs).
+//
 // After the schedule every fault is healed and the run checks that
 //
 //   - a write succeeds within 30 seconds of healing (the cluster recovers);

@@ -33,6 +33,11 @@ type Config struct {
 	Nodes int
 	// Faults are the faults the schedule draws from. Default: AllFaults.
 	Faults []Fault
+	// ServerArgs are extra `cairn server` flags for every node. nil draws
+	// them from the seed: for one seed in two, --snapshot-every 300, so
+	// that logs are compacted often and nodes that were down or cut off
+	// catch up by snapshot under the faults.
+	ServerArgs []string
 	// Binary is the cairn binary to run (BuildBinary). Required.
 	Binary string
 	// Dir is where the run keeps its files: the nodes' data and logs, the
@@ -65,6 +70,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.ServerArgs == nil && cfg.Seed%2 == 1 {
+		cfg.ServerArgs = []string{"--snapshot-every", "300"}
+	}
 	if cfg.Workload.Registers == nil {
 		// A few hot keys: with nine workers, about one and a half per
 		// register, so that operations on a key often overlap.
@@ -92,9 +100,10 @@ func (cfg Config) withDefaults() Config {
 
 // Report is what a run did and found.
 type Report struct {
-	Seed     uint64
-	Nodes    int
-	Schedule Schedule
+	Seed       uint64
+	Nodes      int
+	ServerArgs []string
+	Schedule   Schedule
 	// Events are what the nemesis did, with their times; Injected counts
 	// the faults injected by kind.
 	Events   []Event
@@ -126,8 +135,8 @@ func (r *Report) Failed() bool { return len(r.Violations) > 0 }
 
 func (r *Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: %d nodes, %d faults injected (%s; %d leader lookups missed), %v\n",
-		r.Seed, r.Nodes, total(r.Injected), faultCounts(r.Injected), r.LeaderMisses, r.Elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "seed %d: %d nodes, server flags %q, %d faults injected (%s; %d leader lookups missed), %v\n",
+		r.Seed, r.Nodes, r.ServerArgs, total(r.Injected), faultCounts(r.Injected), r.LeaderMisses, r.Elapsed.Round(time.Second))
 	fmt.Fprintf(&b, "  register/append: %s\n  check: %v\n  bank: %s\n", r.History, r.Check, r.Bank)
 	if r.Failed() {
 		fmt.Fprintf(&b, "  %d violations:\n", len(r.Violations))
@@ -197,7 +206,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	began := time.Now()
 	sched := NewSchedule(cfg.Seed, cfg.Nodes, cfg.Duration, cfg.Faults...)
-	rep := &Report{Seed: cfg.Seed, Nodes: cfg.Nodes, Schedule: sched, Dir: cfg.Dir}
+	rep := &Report{Seed: cfg.Seed, Nodes: cfg.Nodes, ServerArgs: cfg.ServerArgs, Schedule: sched, Dir: cfg.Dir}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
@@ -215,6 +224,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Dir:       filepath.Join(cfg.Dir, "cluster"),
 		Nodes:     cfg.Nodes,
 		ClusterID: cfg.Seed,
+		Args:      cfg.ServerArgs,
 		Logger:    log,
 	})
 	if err != nil {
