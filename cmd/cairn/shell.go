@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/cairnkv/cairn/client"
+	"github.com/cairnkv/cairn/server"
 	"github.com/cairnkv/cairn/storage/vfs"
 )
 
@@ -346,8 +347,9 @@ func (sh *shell) exec(ctx context.Context, args []string) error {
 		case "slow":
 			ms := 200
 			if len(args) == 3 {
-				if ms, err = strconv.Atoi(args[2]); err != nil || ms <= 0 || ms > 10000 {
-					return fmt.Errorf("disk slow: %q is not a delay in milliseconds from 1 to 10000", args[2])
+				maxMS := int(server.MaxDiskFaultDelay / time.Millisecond)
+				if ms, err = strconv.Atoi(args[2]); err != nil || ms <= 0 || ms > maxMS {
+					return fmt.Errorf("disk slow: %q is not a delay in milliseconds from 1 to %d", args[2], maxMS)
 				}
 			}
 			d.SyncDelay = time.Duration(ms) * time.Millisecond

@@ -475,9 +475,6 @@ func (b Bank) transfer(cl *client.Client, rng *rand.Rand, log *BankLog) error {
 // re-applied its log); Setup creates every account in one batch, so no
 // state holds some accounts but not all. Linearizable and lease reads
 // never may.
-//
-// The analysis is cached in log (until an operation is added), so Summary
-// and Check share it.
 func (b Bank) Check(log *BankLog) error {
 	a := log.analysis(b)
 	if len(a.lines) == 0 {
@@ -644,18 +641,7 @@ type BankLog struct {
 		// bank is the Bank whose Run or Read used the log last (for
 		// Summary), nil if none did.
 		bank *Bank
-		// cached is the last analysis (for Check and Summary), nil if
-		// none yet.
-		cached *cachedAnalysis
 	}
-}
-
-// cachedAnalysis is the analysis of the first n operations of a log for
-// bank.
-type cachedAnalysis struct {
-	bank Bank
-	n    int
-	a    bankAnalysis
 }
 
 // use notes that b records into l.
@@ -665,22 +651,8 @@ func (l *BankLog) use(b Bank) {
 	l.mu.bank = &b
 }
 
-// analysis returns b's analysis of the log, from the cache if nothing
-// was recorded since it was made.
-func (l *BankLog) analysis(b Bank) bankAnalysis {
-	l.mu.Lock()
-	if c := l.mu.cached; c != nil && c.bank == b && c.n == len(l.mu.ops) {
-		l.mu.Unlock()
-		return c.a
-	}
-	l.mu.Unlock()
-	ops := l.Ops()
-	a := b.analyze(ops)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.mu.cached = &cachedAnalysis{bank: b, n: len(ops), a: a}
-	return a
-}
+// analysis returns b's analysis of the log's operations so far.
+func (l *BankLog) analysis(b Bank) bankAnalysis { return b.analyze(l.Ops()) }
 
 // NewBankLog returns an empty log whose clock starts now.
 func NewBankLog() *BankLog { return &BankLog{start: time.Now()} }

@@ -107,24 +107,7 @@ func TestChaos(t *testing.T) {
 // appends. A runner that recorded, healed or checked wrongly would pass
 // it.
 func TestChaosCatchesDataLoss(t *testing.T) {
-	bin := clusterBinary(t)
-	seed := *flagSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())&(1<<48-1) | 1
-	}
-	rep, err := Run(t.Context(), Config{
-		Seed:     seed,
-		Duration: 8 * time.Second,
-		Nodes:    3,
-		Faults:   []Fault{LoseAllData},
-		Binary:   bin,
-		Dir:      runDir(t, fmt.Sprintf("control-loss-seed-%d", seed)),
-		Logger:   testLogger(t),
-	})
-	if err != nil {
-		t.Fatalf("seed %d: %v", seed, err)
-	}
-	t.Logf("%s", rep)
+	seed, rep := runControl(t, "loss", clusterBinary(t), 8*time.Second, LoseAllData)
 	if rep.Injected[LoseAllData] == 0 {
 		t.Fatalf("seed %d: the control injected no data loss:\n%s", seed, eventLines(rep.Events))
 	}
@@ -134,6 +117,31 @@ func TestChaosCatchesDataLoss(t *testing.T) {
 	if !slices.ContainsFunc(rep.Violations, func(v string) bool { return strings.HasPrefix(v, "appends: ") }) {
 		t.Errorf("seed %d: data loss not caught by the append check; violations: %q", seed, rep.Violations)
 	}
+}
+
+// runControl runs one control schedule of faults for d on a 3-node
+// cluster of bin, and returns its seed (-chaos.seed, or from the clock)
+// and report; the caller checks that the run failed as it must.
+func runControl(t *testing.T, name, bin string, d time.Duration, faults ...Fault) (uint64, *Report) {
+	t.Helper()
+	seed := *flagSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())&(1<<48-1) | 1
+	}
+	rep, err := Run(t.Context(), Config{
+		Seed:     seed,
+		Duration: d,
+		Nodes:    3,
+		Faults:   faults,
+		Binary:   bin,
+		Dir:      runDir(t, fmt.Sprintf("control-%s-seed-%d", name, seed)),
+		Logger:   testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+	t.Logf("%s", rep)
+	return seed, rep
 }
 
 // rerun is the command that replays the schedule of seed with this
@@ -161,24 +169,7 @@ func rerun(seed string) string {
 // pausing leaders makes clients retry writes that did apply; the run must
 // fail, with the append check reporting tokens applied twice.
 func TestChaosCatchesDuplicateApplies(t *testing.T) {
-	bin := controlBinary(t, "control_no_dedup")
-	seed := *flagSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())&(1<<48-1) | 1
-	}
-	rep, err := Run(t.Context(), Config{
-		Seed:     seed,
-		Duration: 20 * time.Second,
-		Nodes:    3,
-		Faults:   []Fault{KillLeader, PauseLeader, IsolateLeader},
-		Binary:   bin,
-		Dir:      runDir(t, fmt.Sprintf("control-dedup-seed-%d", seed)),
-		Logger:   testLogger(t),
-	})
-	if err != nil {
-		t.Fatalf("seed %d: %v", seed, err)
-	}
-	t.Logf("%s", rep)
+	seed, rep := runControl(t, "dedup", controlBinary(t, "control_no_dedup"), 20*time.Second, KillLeader, PauseLeader, IsolateLeader)
 	if !slices.ContainsFunc(rep.Violations, func(v string) bool { return strings.HasPrefix(v, "appends: ") }) {
 		t.Errorf("seed %d: a server that applies retried writes twice passed the append check; violations: %q", seed, rep.Violations)
 	}

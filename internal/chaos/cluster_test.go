@@ -139,18 +139,8 @@ func startTestCluster(ctx context.Context, t *testing.T, nodes int) *Cluster {
 // with cond's last error if ctx ends first.
 func ctPoll(ctx context.Context, t *testing.T, what string, cond func(context.Context) error) {
 	t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond(ctx)
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: %v (last: %v)", what, ctx.Err(), err)
-		case <-tick.C:
-		}
+	if err := poll(ctx, cond); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 

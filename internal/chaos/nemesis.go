@@ -173,13 +173,13 @@ func (n *nemesis) inject(ctx context.Context, i int, st Step) (heal func(context
 	case KillNodes:
 		victims := shuffled()[:1+p.intn(len(ids)-1)]
 		slices.Sort(victims)
-		return n.kill(ctx, i, victims)
+		return n.kill(i, victims)
 	case KillLeader:
-		return n.kill(ctx, i, []raft.NodeID{leader()})
+		return n.kill(i, []raft.NodeID{leader()})
 	case KillAll:
-		return n.kill(ctx, i, ids)
+		return n.kill(i, ids)
 	case LoseAllData:
-		heal, err := n.kill(ctx, i, ids)
+		heal, err := n.kill(i, ids)
 		if err != nil {
 			return heal, err
 		}
@@ -304,7 +304,7 @@ func (n *nemesis) inject(ctx context.Context, i int, st Step) (heal func(context
 }
 
 // kill kill -9s victims and returns their restart.
-func (n *nemesis) kill(_ context.Context, i int, victims []raft.NodeID) (func(context.Context) error, error) {
+func (n *nemesis) kill(i int, victims []raft.NodeID) (func(context.Context) error, error) {
 	var killed []raft.NodeID
 	restart := func(ctx context.Context) error {
 		n.record(i, "restarting %v", nodes(killed))

@@ -357,18 +357,17 @@ func (r *run) probe(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, recoveryLimit)
 	defer cancel()
 	healed := time.Now()
-	for {
-		actx, acancel := context.WithTimeout(pctx, 5*time.Second)
+	err = poll(pctx, func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		_, err := cl.Put(actx, []byte("chaos/probe"), []byte(healed.String()))
-		acancel()
-		if err == nil {
-			r.logf("a write succeeded %v after healing", time.Since(healed).Round(time.Millisecond))
-			return nil
-		}
-		if werr := waitUntil(pctx, time.Now().Add(100*time.Millisecond)); werr != nil {
-			return fmt.Errorf("no write succeeded within %v of healing every fault: %w", recoveryLimit, err)
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("no write succeeded within %v of healing every fault: %w", recoveryLimit, err)
 	}
+	r.logf("a write succeeded %v after healing", time.Since(healed).Round(time.Millisecond))
+	return nil
 }
 
 // check reads the final state and checks everything the run recorded.
@@ -512,38 +511,56 @@ func (r *run) converged(ctx context.Context, cl *client.Client, keys []string, f
 	return violations
 }
 
-// waitApplied waits until node id has applied index.
-func waitApplied(ctx context.Context, c *Cluster, id raft.NodeID, index uint64) error {
+// poll calls cond every pollEvery until it returns nil, and returns ctx's
+// error, with cond's last, if ctx ends first.
+func poll(ctx context.Context, cond func(context.Context) error) error {
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
 	for {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := c.Status(sctx, id)
-		cancel()
+		err := cond(ctx)
 		if err == nil {
-			for _, g := range st.GetGroups() {
-				if g.GetGroupId() == uint64(server.DefaultGroup) && g.GetAppliedIndex() >= index {
-					return nil
-				}
-			}
+			return nil
 		}
-		if err := waitUntil(ctx, time.Now().Add(50*time.Millisecond)); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-tick.C:
 		}
 	}
 }
 
+// pollEvery is how often poll asks.
+const pollEvery = 50 * time.Millisecond
+
+// waitApplied waits until node id has applied index.
+func waitApplied(ctx context.Context, c *Cluster, id raft.NodeID, index uint64) error {
+	return poll(ctx, func(ctx context.Context) error {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		st, err := c.Status(sctx, id)
+		if err != nil {
+			return err
+		}
+		for _, g := range st.GetGroups() {
+			if g.GetGroupId() == uint64(server.DefaultGroup) && g.GetAppliedIndex() >= index {
+				return nil
+			}
+		}
+		return fmt.Errorf("n%d has not applied index %d", id, index)
+	})
+}
+
 // waitLeader waits for the cluster to have a leader.
 func waitLeader(ctx context.Context, c *Cluster) (raft.NodeID, error) {
-	for {
+	var lead raft.NodeID
+	err := poll(ctx, func(ctx context.Context) error {
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
 		id, err := c.Leader(lctx)
-		cancel()
-		if err == nil {
-			return id, nil
-		}
-		if werr := waitUntil(ctx, time.Now().Add(50*time.Millisecond)); werr != nil {
-			return 0, fmt.Errorf("%w (last: %v)", werr, err)
-		}
-	}
+		lead = id
+		return err
+	})
+	return lead, err
 }
 
 func writeEvents(path string, events []Event) error {

@@ -168,11 +168,7 @@ func (f *Faulty) Create(name string) (File, error) {
 	if f.Faults().NoSpace && !f.exists(name) {
 		return nil, noSpace("open", name)
 	}
-	file, err := f.fs.Create(name)
-	if err != nil {
-		return nil, err
-	}
-	return &faultyFile{File: file, f: f, name: name}, nil
+	return f.wrap(name, f.fs.Create)
 }
 
 // Open implements FS.
